@@ -1,0 +1,31 @@
+// Runs every compiled test file under dist/ with Node's test runner.
+// Node 20's `--test` takes no globs, so this script finds the files itself.
+// Pass file-name fragments to run a subset: `node scripts/run-tests.mjs audit store`.
+import { readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+function findTests(dir) {
+  const found = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...findTests(path));
+    else if (entry.name.endsWith('.test.js')) found.push(path);
+  }
+  return found;
+}
+
+const filters = process.argv.slice(2);
+const files = findTests('dist/src')
+  .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+  .sort();
+if (files.length === 0) {
+  console.error(`no test files found under dist/src${filters.length ? ` matching ${filters.join(', ')}` : ''}`);
+  process.exit(1);
+}
+console.error(`running ${files.length} test files: ${files.map((f) => relative('dist/src', f)).join(' ')}`);
+
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
