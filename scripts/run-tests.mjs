@@ -1,6 +1,7 @@
 // Runs every compiled test file under dist/ with Node's test runner.
 // Node 20's `--test` takes no globs, so this script finds the files itself.
 // Pass file-name fragments to run a subset: `node scripts/run-tests.mjs audit store`.
+// CAS_TEST_DIST names another build output directory (default: dist).
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -16,14 +17,15 @@ function findTests(dir) {
 }
 
 const filters = process.argv.slice(2);
-const files = findTests('dist/src')
+const distSrc = join(process.env.CAS_TEST_DIST ?? 'dist', 'src');
+const files = findTests(distSrc)
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
   .sort();
 if (files.length === 0) {
-  console.error(`no test files found under dist/src${filters.length ? ` matching ${filters.join(', ')}` : ''}`);
+  console.error(`no test files found under ${distSrc}${filters.length ? ` matching ${filters.join(', ')}` : ''}`);
   process.exit(1);
 }
-console.error(`running ${files.length} test files: ${files.map((f) => relative('dist/src', f)).join(' ')}`);
+console.error(`running ${files.length} test files: ${files.map((f) => relative(distSrc, f)).join(' ')}`);
 
 const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
   stdio: 'inherit',

@@ -18,7 +18,10 @@ export function sharedDir(): string {
   return process.env['CAS_SHARED_DIR'] ?? resolve(repoRoot(), '..', 'shared');
 }
 
-/** The built `cas` CLI entry point that tests run as a subprocess. */
+/**
+ * The built `cas` CLI entry point that tests run as a subprocess: the main.js compiled into the same output
+ * directory as this file, so a build into another --outDir tests its own CLI.
+ */
 export function casCliPath(): string {
-  return join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 }
