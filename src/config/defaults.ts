@@ -45,3 +45,12 @@ export const DEPLOYMENT_PATHS = {
   platformDir: '/var/run/cas-platform',
   casHome: '/var/lib/cas-client',
 } as const;
+
+/**
+ * Environment variables that `cas serve` reads. The Kubernetes manifests set them from Secrets
+ * (secretKeyRef), so secret values never appear in a pod spec or on a command line.
+ */
+export const ENV_VARS = {
+  /** API key for Intel's Provisioning Certification Service (DCAP collateral). */
+  dcapApiKey: 'CAS_DCAP_API_KEY',
+} as const;
