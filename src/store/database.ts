@@ -1,0 +1,503 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { FILE_NAMES } from '../config/defaults.js';
+import { CasError, isCasError } from '../errors/cas-error.js';
+import { silentLogger, type Logger } from '../logging/logger.js';
+import { APPLICATION_LABEL_PREFIX, DATABASE_KEY_LENGTH, deriveStoreSubkeys, hkdfSha256, hmacSha256, type StoreSubkeys } from './key-derivation.js';
+import { KeyStore } from './key-store.js';
+import { decryptValue, encryptValue } from './value-cipher.js';
+import { WriteGate } from './write-gate.js';
+import type { EvidenceType, KeyStoreEntry, Platform, PlatformRegistration, SessionRecord } from './types.js';
+
+/** `PRAGMA application_id` of a CAS database: ASCII "CAS1". */
+export const APPLICATION_ID = 0x43415331;
+/** `PRAGMA user_version`: the schema version. */
+export const SCHEMA_VERSION = 1;
+/** Plaintext of the key check value; decrypting it proves that the unwrapped key is this database's key. */
+const KEY_CHECK_PLAINTEXT = Buffer.from('cas database key check v1', 'ascii');
+
+const SCHEMA = `
+  CREATE TABLE store_info (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE TABLE meta (lookup BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE TABLE sessions (lookup BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
+`;
+
+type Table = 'store_info' | 'meta' | 'sessions';
+
+export interface OpenDatabaseOptions {
+  dataDir: string;
+  platform: Platform;
+  logger?: Logger;
+  /** Open without writing (for example to verify a snapshot). The database and key store must exist. */
+  readOnly?: boolean;
+  /** Recorded as `evidenceType` of the first key store entry; default `simulation` (required in hardware mode). */
+  evidenceType?: EvidenceType;
+  /** Recorded as `registeredBy` of the first key store entry when the database is created; default `initial`. */
+  registeredBy?: string;
+  /**
+   * Platform directory shown in the KEY_STORE_NO_ENTRY message, so the operator can copy the register
+   * command; defaults to the placeholder DIR.
+   */
+  platformDir?: string;
+}
+
+/**
+ * The encrypted CAS database (`cas.db`) and its key store (`cas.key-store`). Every stored value is encrypted
+ * with AES-256-GCM under a subkey of the database key, with AAD that binds it to its table and row; session
+ * and meta names appear only as HMAC-SHA-256 lookup keys. Writes must run inside `writeGate.run()`.
+ */
+export class CasDatabase {
+  readonly platformId: string;
+  readonly paths: { database: string; keyStore: string };
+  readonly writeGate = new WriteGate();
+  readonly readOnly: boolean;
+
+  private readonly db: Database.Database;
+  private readonly keys: StoreSubkeys;
+  private readonly databaseKey: Buffer;
+  private readonly keyStore: KeyStore;
+  private readonly logger: Logger;
+  private closed = false;
+
+  private constructor(init: {
+    db: Database.Database;
+    databaseKey: Buffer;
+    keyStore: KeyStore;
+    platformId: string;
+    paths: { database: string; keyStore: string };
+    logger: Logger;
+    readOnly: boolean;
+  }) {
+    this.db = init.db;
+    this.databaseKey = init.databaseKey;
+    this.keys = deriveStoreSubkeys(init.databaseKey);
+    this.keyStore = init.keyStore;
+    this.platformId = init.platformId;
+    this.paths = init.paths;
+    this.logger = init.logger;
+    this.readOnly = init.readOnly;
+  }
+
+  /**
+   * Opens the database in `dataDir`, creating `cas.db` and `cas.key-store` when both are absent. Fails when
+   * only one of them exists (DATABASE_ERROR or KEY_STORE_INVALID), when the key store has no entry for this
+   * platform (KEY_STORE_NO_ENTRY), when the key does not decrypt the database (DECRYPTION_FAILED) and when
+   * SQLite's quick_check reports damage (DATABASE_ERROR).
+   */
+  static open(options: OpenDatabaseOptions): CasDatabase {
+    const logger = options.logger ?? silentLogger();
+    const readOnly = options.readOnly ?? false;
+    const paths = { database: join(options.dataDir, FILE_NAMES.database), keyStore: join(options.dataDir, FILE_NAMES.keyStore) };
+    const databaseExists = existsSync(paths.database);
+    const keyStoreExists = existsSync(paths.keyStore);
+
+    if (!databaseExists && !keyStoreExists) {
+      if (readOnly) {
+        throw new CasError('DATABASE_ERROR', `No database in ${options.dataDir}: ${FILE_NAMES.database} and ${FILE_NAMES.keyStore} are both missing`);
+      }
+      return CasDatabase.create(options, paths, logger);
+    }
+    if (!keyStoreExists) {
+      throw new CasError(
+        'KEY_STORE_INVALID',
+        `Key store ${paths.keyStore} is missing, but database ${paths.database} exists; without the key store the database cannot be decrypted. Restore the key store from the snapshot that contains this database.`,
+      );
+    }
+    if (!databaseExists) {
+      throw new CasError(
+        'DATABASE_ERROR',
+        `Database ${paths.database} is missing, but key store ${paths.keyStore} exists; restore the database from a snapshot or remove the key store to start an empty CAS.`,
+      );
+    }
+    return CasDatabase.openExisting(options, paths, logger, readOnly);
+  }
+
+  private static create(options: OpenDatabaseOptions, paths: CasDatabase['paths'], logger: Logger): CasDatabase {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    const databaseKey = randomBytes(DATABASE_KEY_LENGTH);
+    if (options.platform.mode === 'hardware' && options.evidenceType === undefined) {
+      throw new CasError('INVALID_ARGUMENT', 'Creating a database on a hardware platform needs the evidence type of that platform');
+    }
+    const keyStore = KeyStore.create(databaseKey, {
+      publicKeyPem: options.platform.publicKeyPem,
+      evidenceType: options.evidenceType ?? 'simulation',
+      registeredBy: options.registeredBy ?? 'initial',
+    });
+
+    // SQLite gives the -wal and -shm files the permissions of the database file, so creating it 0600 first
+    // keeps all three private.
+    closeSync(openSync(paths.database, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
+    const db = openSqlite(paths.database, false);
+    const store = new CasDatabase({ db, databaseKey, keyStore, platformId: options.platform.id, paths, logger, readOnly: false });
+    try {
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      db.exec(SCHEMA);
+      store.writeRow('store_info', Buffer.from('key_check'), KEY_CHECK_PLAINTEXT);
+      store.writeRow('store_info', Buffer.from('change_counter'), encodeCounter(0n));
+    } catch (error) {
+      db.close();
+      throw toDatabaseError(error, `Cannot create database ${paths.database}`);
+    }
+    // The key store is written last: a crash before this line leaves a database without a key store, which
+    // the next open reports instead of silently starting over.
+    keyStore.writeAtomic(paths.keyStore, databaseKey);
+    logger.info({ database: paths.database, keyStore: paths.keyStore, platformId: options.platform.id }, 'created encrypted database');
+    return store;
+  }
+
+  private static openExisting(options: OpenDatabaseOptions, paths: CasDatabase['paths'], logger: Logger, readOnly: boolean): CasDatabase {
+    const { platform } = options;
+    const keyStore = KeyStore.read(paths.keyStore);
+    const entry = keyStore.entry(platform.id);
+    if (entry === undefined) {
+      throw new CasError(
+        'KEY_STORE_NO_ENTRY',
+        `Key store ${paths.keyStore} has no entry for this platform (id ${platform.id}), so this CAS cannot decrypt the database. ` +
+          `Register this platform as a backup target on the primary: cas backup register --cas URL --platform-dir ${options.platformDir ?? 'DIR'}`,
+        { details: { platformId: platform.id, keyStore: paths.keyStore, registeredPlatforms: keyStore.entries().map((e) => e.platformId) } },
+      );
+    }
+    let databaseKey: Buffer;
+    try {
+      databaseKey = platform.unwrapDatabaseKey(entry);
+    } catch (error) {
+      if (isCasError(error, 'DECRYPTION_FAILED')) {
+        throw new CasError('DECRYPTION_FAILED', `Decryption failed for key store ${paths.keyStore}: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
+    keyStore.verifyMac(databaseKey, paths.keyStore);
+
+    const db = openSqlite(paths.database, readOnly);
+    const store = new CasDatabase({ db, databaseKey, keyStore, platformId: platform.id, paths, logger, readOnly });
+    try {
+      store.checkSchema();
+      store.checkKey();
+      store.loadCounter();
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    logger.info({ database: paths.database, platformId: platform.id, readOnly, changeCounter: store.changeCounter() }, 'opened encrypted database');
+    return store;
+  }
+
+  // --- meta values ---------------------------------------------------------------------------------------
+
+  getMeta(name: string): Buffer | undefined {
+    return this.readRow('meta', this.metaLookup(name));
+  }
+
+  putMeta(name: string, value: Buffer): void {
+    this.assertWritable('putMeta');
+    this.transaction(() => {
+      this.writeRow('meta', this.metaLookup(name), value);
+      this.bumpCounter();
+    });
+  }
+
+  deleteMeta(name: string): boolean {
+    this.assertWritable('deleteMeta');
+    return this.transaction(() => this.deleteRow('meta', this.metaLookup(name)));
+  }
+
+  // --- sessions --------------------------------------------------------------------------------------------
+
+  getSession(name: string): SessionRecord | undefined {
+    const plaintext = this.readRow('sessions', this.sessionLookup(name));
+    if (plaintext === undefined) return undefined;
+    const record = parseSession(plaintext, this.paths.database);
+    if (record.name !== name) {
+      throw new CasError('DECRYPTION_FAILED', `Session row in ${this.paths.database} holds another name than its lookup key`);
+    }
+    return record;
+  }
+
+  putSession(record: SessionRecord): void {
+    this.assertWritable('putSession');
+    if (typeof record.name !== 'string' || record.name.length === 0) {
+      throw new CasError('INVALID_ARGUMENT', 'A session record needs a non-empty name');
+    }
+    const plaintext = Buffer.from(JSON.stringify(record), 'utf8');
+    this.transaction(() => {
+      this.writeRow('sessions', this.sessionLookup(record.name), plaintext);
+      this.bumpCounter();
+    });
+  }
+
+  deleteSession(name: string): boolean {
+    this.assertWritable('deleteSession');
+    return this.transaction(() => this.deleteRow('sessions', this.sessionLookup(name)));
+  }
+
+  /** Names of all sessions, sorted. Decrypts every session row. */
+  listSessionNames(): string[] {
+    const rows = this.query(() => this.db.prepare('SELECT lookup, value FROM sessions').all() as Array<{ lookup: Buffer; value: Buffer }>);
+    return rows
+      .map((row) => parseSession(this.decryptRow('sessions', row.lookup, row.value), this.paths.database).name)
+      .sort();
+  }
+
+  countSessions(): number {
+    return this.query(() => (this.db.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n);
+  }
+
+  // --- transactions and change counter ---------------------------------------------------------------------
+
+  /**
+   * Runs `fn` in one SQLite transaction (a savepoint when nested); a throw rolls back every write in it.
+   * `fn` must be synchronous, as better-sqlite3 transactions are.
+   */
+  transaction<T>(fn: () => T): T {
+    this.assertOpen();
+    try {
+      return this.db.transaction(fn)();
+    } catch (error) {
+      throw isCasError(error) ? error : toDatabaseError(error, `Transaction on ${this.paths.database} failed`);
+    }
+  }
+
+  /**
+   * Number of committed changes since the database was created. It is stored encrypted in the database, so
+   * it survives restarts and a snapshot can record the value it copied.
+   */
+  changeCounter(): number {
+    return Number(this.loadCounter());
+  }
+
+  // --- platforms (key store entries) -----------------------------------------------------------------------
+
+  listPlatforms(): KeyStoreEntry[] {
+    return this.keyStore.entries();
+  }
+
+  /**
+   * Wraps the database key for another platform's public key and writes the key store. Idempotent: an
+   * already registered platform keeps its entry and `added` is false.
+   */
+  addPlatform(registration: PlatformRegistration): { entry: KeyStoreEntry; added: boolean } {
+    this.assertWritable('addPlatform');
+    const result = this.keyStore.addPlatform(this.databaseKey, registration);
+    if (result.added) {
+      this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
+      this.transaction(() => this.bumpCounter());
+      this.logger.info({ platformId: result.entry.platformId, evidenceType: result.entry.evidenceType, registeredBy: result.entry.registeredBy }, 'platform added to key store');
+    }
+    return result;
+  }
+
+  /** Removes a platform's entry. This platform's own entry cannot be removed, since the CAS could not restart. */
+  removePlatform(platformId: string): boolean {
+    this.assertWritable('removePlatform');
+    if (platformId === this.platformId) {
+      throw new CasError('INVALID_ARGUMENT', `Platform ${platformId} is the platform of this CAS; removing its entry would lock this CAS out of its database`);
+    }
+    if (!this.keyStore.removeEntry(platformId)) return false;
+    this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
+    this.transaction(() => this.bumpCounter());
+    this.logger.info({ platformId }, 'platform removed from key store');
+    return true;
+  }
+
+  // --- keys, files and lifetime ----------------------------------------------------------------------------
+
+  /**
+   * Derives a 32-byte key for another component (for example the audit log) from the database key with
+   * HKDF-SHA-256. `label` must start with `cas/v1/app/`, so no caller can derive one of the store's own keys.
+   */
+  deriveApplicationKey(label: string): Buffer {
+    if (!label.startsWith(APPLICATION_LABEL_PREFIX) || label.length === APPLICATION_LABEL_PREFIX.length) {
+      throw new CasError('INTERNAL', `Application key labels start with ${APPLICATION_LABEL_PREFIX} and name a purpose; got ${JSON.stringify(label)}`);
+    }
+    return hkdfSha256(this.databaseKey, label);
+  }
+
+  /**
+   * Copies the database into `destinationPath` with SQLite's online backup API. The copy is consistent on its
+   * own; pause the write gate around it to keep it consistent with a copy of the key store.
+   */
+  async backupTo(destinationPath: string): Promise<void> {
+    this.assertOpen();
+    try {
+      await this.db.backup(destinationPath);
+    } catch (error) {
+      throw toDatabaseError(error, `Backup of ${this.paths.database} to ${destinationPath} failed`);
+    }
+  }
+
+  /** Moves every WAL frame into the database file and truncates the WAL. */
+  checkpoint(): void {
+    this.assertOpen();
+    if (this.readOnly) return;
+    this.query(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+  }
+
+  /** Checkpoints and closes. Further calls are ignored. */
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.checkpoint();
+    } finally {
+      this.closed = true;
+      this.db.close();
+      this.databaseKey.fill(0);
+      this.logger.info({ database: this.paths.database }, 'closed database');
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  // --- internals -------------------------------------------------------------------------------------------
+
+  private sessionLookup(name: string): Buffer {
+    return hmacSha256(this.keys.sessionLookup, Buffer.from(name, 'utf8'));
+  }
+
+  private metaLookup(name: string): Buffer {
+    return hmacSha256(this.keys.metaLookup, Buffer.from(name, 'utf8'));
+  }
+
+  private readRow(table: Table, lookup: Buffer): Buffer | undefined {
+    const row = this.query(() => this.db.prepare(`SELECT value FROM ${table} WHERE ${keyColumn(table)} = ?`).get(lookupParameter(table, lookup)) as { value: Buffer } | undefined);
+    return row === undefined ? undefined : this.decryptRow(table, lookup, row.value);
+  }
+
+  private decryptRow(table: Table, lookup: Buffer, value: Buffer): Buffer {
+    return decryptValue(this.keys.valueEncryption, rowAad(table, lookup), value, `${table} row in ${this.paths.database}`);
+  }
+
+  private writeRow(table: Table, lookup: Buffer, plaintext: Buffer): void {
+    const value = encryptValue(this.keys.valueEncryption, rowAad(table, lookup), plaintext);
+    this.query(() =>
+      this.db.prepare(`INSERT INTO ${table} (${keyColumn(table)}, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value`).run(lookupParameter(table, lookup), value),
+    );
+  }
+
+  private deleteRow(table: Table, lookup: Buffer): boolean {
+    const changes = this.query(() => this.db.prepare(`DELETE FROM ${table} WHERE ${keyColumn(table)} = ?`).run(lookupParameter(table, lookup)).changes);
+    if (changes > 0) this.bumpCounter();
+    return changes > 0;
+  }
+
+  /** Increments the persisted counter; called inside the transaction of the change it counts. */
+  private bumpCounter(): void {
+    this.writeRow('store_info', Buffer.from('change_counter'), encodeCounter(this.loadCounter() + 1n));
+  }
+
+  private loadCounter(): bigint {
+    const plaintext = this.readRow('store_info', Buffer.from('change_counter'));
+    if (plaintext === undefined || plaintext.length !== 8) {
+      throw new CasError('DATABASE_ERROR', `Database ${this.paths.database} has no valid change counter`);
+    }
+    return plaintext.readBigUInt64BE(0);
+  }
+
+  private checkSchema(): void {
+    const quick = this.query(() => this.db.pragma('quick_check', { simple: true }));
+    if (quick !== 'ok') {
+      throw new CasError('DATABASE_ERROR', `Database ${this.paths.database} is damaged: quick_check reports ${String(quick)}`);
+    }
+    const applicationId = this.query(() => this.db.pragma('application_id', { simple: true }));
+    const userVersion = this.query(() => this.db.pragma('user_version', { simple: true }));
+    if (applicationId !== APPLICATION_ID) {
+      throw new CasError('DATABASE_ERROR', `File ${this.paths.database} is not a CAS database (application_id ${String(applicationId)})`);
+    }
+    if (userVersion !== SCHEMA_VERSION) {
+      throw new CasError('DATABASE_ERROR', `Database ${this.paths.database} has schema version ${String(userVersion)}; this build reads version ${SCHEMA_VERSION}`);
+    }
+  }
+
+  private checkKey(): void {
+    let plaintext: Buffer | undefined;
+    try {
+      plaintext = this.readRow('store_info', Buffer.from('key_check'));
+    } catch (error) {
+      if (isCasError(error, 'DECRYPTION_FAILED')) {
+        throw new CasError('DECRYPTION_FAILED', `Decryption failed for database ${this.paths.database}: the key from ${this.paths.keyStore} is not this database's key`, { cause: error });
+      }
+      throw error;
+    }
+    if (plaintext === undefined || !plaintext.equals(KEY_CHECK_PLAINTEXT)) {
+      throw new CasError('DECRYPTION_FAILED', `Database ${this.paths.database} has no valid key check value`);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CasError('DATABASE_ERROR', `Database ${this.paths.database} is closed`);
+  }
+
+  private assertWritable(operation: string): void {
+    this.assertOpen();
+    if (this.readOnly) throw new CasError('DATABASE_ERROR', `${operation} failed: database ${this.paths.database} is open read-only`);
+    this.writeGate.assertInsideWriter(operation);
+  }
+
+  private query<T>(fn: () => T): T {
+    this.assertOpen();
+    try {
+      return fn();
+    } catch (error) {
+      throw isCasError(error) ? error : toDatabaseError(error, `Query on ${this.paths.database} failed`);
+    }
+  }
+}
+
+function openSqlite(path: string, readOnly: boolean): Database.Database {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: readOnly, fileMustExist: true });
+  } catch (error) {
+    throw toDatabaseError(error, `Cannot open database ${path}`);
+  }
+  try {
+    db.pragma('busy_timeout = 5000');
+    if (!readOnly) {
+      db.pragma('journal_mode = WAL');
+      // FULL syncs the WAL on every commit, so a committed change survives power loss.
+      db.pragma('synchronous = FULL');
+    }
+    db.pragma('temp_store = MEMORY');
+    db.pragma('foreign_keys = ON');
+  } catch (error) {
+    db.close();
+    throw toDatabaseError(error, `Cannot open database ${path}`);
+  }
+  return db;
+}
+
+/** AAD of a stored value: `cas/v1/<table>/<hex of the row key>`. */
+function rowAad(table: Table, lookup: Buffer): Buffer {
+  return Buffer.from(`cas/v1/${table}/${lookup.toString('hex')}`, 'ascii');
+}
+
+function keyColumn(table: Table): string {
+  return table === 'store_info' ? 'name' : 'lookup';
+}
+
+function lookupParameter(table: Table, lookup: Buffer): Buffer | string {
+  return table === 'store_info' ? lookup.toString('ascii') : lookup;
+}
+
+function encodeCounter(value: bigint): Buffer {
+  const bytes = Buffer.alloc(8);
+  bytes.writeBigUInt64BE(value);
+  return bytes;
+}
+
+function parseSession(plaintext: Buffer, database: string): SessionRecord {
+  try {
+    return JSON.parse(plaintext.toString('utf8')) as SessionRecord;
+  } catch (error) {
+    throw new CasError('DATABASE_ERROR', `A session row in ${database} decrypted to invalid JSON`, { cause: error });
+  }
+}
+
+function toDatabaseError(error: unknown, message: string): CasError {
+  if (isCasError(error)) return error;
+  return new CasError('DATABASE_ERROR', `${message}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
