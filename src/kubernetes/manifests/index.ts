@@ -1,0 +1,39 @@
+import type { CasDeploymentOptions } from './options.js';
+import { backupDaemonSet } from './backup-daemonset.js';
+import { backupNetworkPolicy, primaryNetworkPolicy } from './network-policy.js';
+import { casPodDisruptionBudget } from './pod-disruption-budget.js';
+import { casRole, casRoleBinding, casServiceAccount } from './rbac.js';
+import { dcapApiKeySecret } from './secrets.js';
+import { casService } from './service.js';
+import { casStatefulSet } from './statefulset.js';
+
+/** A Kubernetes object as the builders return it: plain data, ready for YAML or for server-side apply. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata?: { name?: string; namespace?: string; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+/**
+ * Every object of a CAS deployment, in apply order: identities and Secrets before the pods that use them,
+ * the primary before the backup pods that register with it. `--dry-run` prints this list and the apply
+ * path sends it unchanged.
+ */
+export function buildManifests(options: CasDeploymentOptions, dcapApiKey: string): KubeObject[] {
+  const objects: unknown[] = [
+    casServiceAccount(options),
+    casRole(options),
+    casRoleBinding(options),
+    dcapApiKeySecret(options.name, options.namespace, dcapApiKey),
+    casService(options),
+    primaryNetworkPolicy(options),
+    backupNetworkPolicy(options),
+    casPodDisruptionBudget(options),
+    casStatefulSet(options),
+    backupDaemonSet(options),
+  ];
+  return objects as KubeObject[];
+}
+
+export type { CasDeploymentOptions } from './options.js';

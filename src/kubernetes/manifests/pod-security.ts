@@ -1,0 +1,68 @@
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPodSecurityContext } from 'kubernetes-models/v1/PodSecurityContext';
+import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
+import type { IVolume } from 'kubernetes-models/v1/Volume';
+import { DEPLOYMENT_PATHS } from '../../config/defaults.js';
+import type { CasDeploymentOptions } from './options.js';
+import { CONTAINER_NAMES, CONTAINER_USER_ID, VOLUME_NAMES } from './names.js';
+
+/** Pod-level context: every container runs as the image's unprivileged user unless it says otherwise. */
+export function podSecurityContext(): IPodSecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: CONTAINER_USER_ID,
+    runAsGroup: CONTAINER_USER_ID,
+    fsGroup: CONTAINER_USER_ID,
+    fsGroupChangePolicy: 'OnRootMismatch',
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** Container context: no privilege escalation, no capabilities, a read-only root file system. */
+export function restrictedContainerSecurityContext(): ISecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    privileged: false,
+    capabilities: { drop: ['ALL'] },
+  };
+}
+
+/** The node's platform directory, shared by every CAS pod on the node. */
+export function platformVolume(options: CasDeploymentOptions): IVolume {
+  return {
+    name: VOLUME_NAMES.platform,
+    hostPath: { path: options.platformHostPath, type: 'DirectoryOrCreate' },
+  };
+}
+
+/**
+ * An init container that gives the platform directory to the container user. The kubelet creates a
+ * missing hostPath directory owned by root, so this is the one step that runs as root, and it keeps only
+ * CAP_CHOWN and CAP_FOWNER (chmod on a directory it does not own).
+ */
+export function preparePlatformDirContainer(image: string): IContainer {
+  const uid = String(CONTAINER_USER_ID);
+  return {
+    name: CONTAINER_NAMES.preparePlatform,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    command: ['sh', '-c', 'chown "$0:$0" "$1" && chmod 0700 "$1"', uid, DEPLOYMENT_PATHS.platformDir],
+    securityContext: {
+      runAsNonRoot: false,
+      runAsUser: 0,
+      runAsGroup: 0,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      privileged: false,
+      capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] },
+    },
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '32Mi' } },
+    volumeMounts: [{ name: VOLUME_NAMES.platform, mountPath: DEPLOYMENT_PATHS.platformDir }],
+  };
+}
+
+/** A writable /tmp, because the root file system is read-only. */
+export function tmpVolume(): IVolume {
+  return { name: VOLUME_NAMES.tmp, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } };
+}

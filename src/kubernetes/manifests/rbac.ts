@@ -1,0 +1,44 @@
+import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import type { CasDeploymentOptions } from './options.js';
+import { commonLabels, objectNames } from './names.js';
+
+/**
+ * The pods' own identity, so they do not run as the namespace's `default` ServiceAccount, which other
+ * workloads may have been granted rights to. The pods never call the Kubernetes API: the kubelet delivers
+ * Secrets and the downward API, so no token is mounted.
+ */
+export function casServiceAccount(options: CasDeploymentOptions): IServiceAccount {
+  return {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: objectNames(options.name).serviceAccount, namespace: options.namespace, labels: commonLabels(options.name) },
+    automountServiceAccountToken: false,
+  };
+}
+
+/**
+ * The Role of the CAS pods. Its rules are empty on purpose: `cas serve` and `cas backup register` use no
+ * Kubernetes API verb, and an explicit, bound, empty Role documents that and makes any later grant a
+ * reviewed change of this file.
+ */
+export function casRole(options: CasDeploymentOptions): IRole {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: { name: objectNames(options.name).role, namespace: options.namespace, labels: commonLabels(options.name) },
+    rules: [],
+  };
+}
+
+export function casRoleBinding(options: CasDeploymentOptions): IRoleBinding {
+  const names = objectNames(options.name);
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: names.roleBinding, namespace: options.namespace, labels: commonLabels(options.name) },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: names.role },
+    subjects: [{ kind: 'ServiceAccount', name: names.serviceAccount, namespace: options.namespace }],
+  };
+}
