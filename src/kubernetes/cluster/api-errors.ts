@@ -1,0 +1,31 @@
+import { ApiException } from '@kubernetes/client-node';
+import { CasError } from '../../errors/cas-error.js';
+
+/** The HTTP status of a failed Kubernetes API call, or undefined when the call never got a response. */
+export function apiStatus(error: unknown): number | undefined {
+  return error instanceof ApiException ? error.code : undefined;
+}
+
+export function isNotFound(error: unknown): boolean {
+  return apiStatus(error) === 404;
+}
+
+/** Wraps a failed API call as KUBE_API_ERROR, with the API server's own message when there is one. */
+export function kubeApiError(action: string, error: unknown): CasError {
+  if (error instanceof CasError) return error;
+  let reason = error instanceof Error ? error.message : String(error);
+  if (error instanceof ApiException) {
+    const body = parseStatus(error.body);
+    reason = `HTTP ${error.code}${body === undefined ? '' : `: ${body}`}`;
+  }
+  return new CasError('KUBE_API_ERROR', `${action} failed: ${reason}`, { cause: error });
+}
+
+function parseStatus(body: unknown): string | undefined {
+  try {
+    const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown };
+    return typeof status?.message === 'string' ? status.message : undefined;
+  } catch {
+    return typeof body === 'string' && body.length > 0 ? body.slice(0, 300) : undefined;
+  }
+}

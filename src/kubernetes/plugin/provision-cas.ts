@@ -1,0 +1,148 @@
+import { DEFAULTS } from '../../config/defaults.js';
+import { CasError } from '../../errors/cas-error.js';
+import { resourceLabel, applyObjects } from '../cluster/apply.js';
+import { loadKubeConfig, namespaceWithoutCluster, type KubeConfigFlags } from '../cluster/kube-config.js';
+import { forwardPodPort } from '../cluster/port-forward.js';
+import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
+import { deleteProvisioningToken, ensureProvisioningToken } from '../cluster/provisioning-token.js';
+import { provisionOwner, type ProvisionOwnerResult } from '../cluster/provision-owner.js';
+import { backupStatusLine, waitForPrimary } from '../cluster/rollout.js';
+import { buildManifests } from '../manifests/index.js';
+import { inClusterUrl, objectNames } from '../manifests/names.js';
+import { DEFAULT_DCAP_API_KEY, validateOptions, type CasDeploymentOptions } from '../manifests/options.js';
+import { formatDocument, formatObjects, type OutputFormat } from './output.js';
+
+export interface ProvisionCasRequest {
+  options: CasDeploymentOptions;
+  /** True when -n/--namespace was given; otherwise the namespace comes from the kubeconfig context. */
+  namespaceFromFlag: boolean;
+  kube: KubeConfigFlags;
+  dcapApiKey: string | undefined;
+  verbose: boolean;
+  dryRun: boolean;
+  output: OutputFormat | undefined;
+  wait: boolean;
+  timeoutMs: number;
+  /** Reach the CAS at this URL instead of a port-forward through the API server. */
+  casUrl: string | undefined;
+}
+
+export interface PluginIo {
+  /** Machine output: --dry-run objects and -o documents. */
+  stdout: NodeJS.WritableStream;
+  /** Human output: warnings, one line per object applied, rollout state. */
+  stderr: NodeJS.WritableStream;
+}
+
+/** The message printed when --dcap-api is missing. It never contains a key other than the public default. */
+export const DCAP_KEY_WARNING =
+  'warning: no --dcap-api key given; using the default key, which may stop working at any time. ' +
+  "Subscribe to Intel's Provisioning Certification Service (DCAP/PCS API) to get your own key and pass it with --dcap-api KEY. " +
+  `On Azure, use --dcap-api ${DEFAULT_DCAP_API_KEY}.`;
+
+/**
+ * `kubectl provision cas NAME`: checks the namespace and pull Secret, applies the manifests with
+ * server-side apply, waits for the primary, then makes the caller's CAS_HOME identity the CAS owner and
+ * pins the CAS certificate. With --dry-run it only prints the objects.
+ */
+export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): Promise<void> {
+  const say = (line: string): void => void io.stderr.write(line + '\n');
+  const detail = (line: string): void => (request.verbose ? say(line) : undefined);
+
+  if (request.dcapApiKey === undefined) say(DCAP_KEY_WARNING);
+  const dcapApiKey = request.dcapApiKey ?? DEFAULT_DCAP_API_KEY;
+  if (request.options.mode === 'simulation') {
+    say('warning: deploying in simulation mode: the CAS evidence is simulated and proves nothing; use --mode hardware on TEE nodes for production');
+  }
+
+  if (request.dryRun) {
+    const options = { ...request.options, namespace: request.namespaceFromFlag ? request.options.namespace : namespaceWithoutCluster(request.kube) };
+    validateOptions(options);
+    io.stdout.write(formatObjects(buildManifests(options, dcapApiKey), request.output ?? 'yaml'));
+    return;
+  }
+
+  const kube = loadKubeConfig(request.kube);
+  const options = { ...request.options, namespace: kube.namespace };
+  validateOptions(options);
+  detail(`using context "${kube.contextName}", API server ${kube.server}, namespace "${options.namespace}"`);
+
+  await requireNamespace(kube.config, options.namespace);
+  if (options.imagePullSecret !== undefined) {
+    await requirePullSecret(kube.config, options.namespace, options.imagePullSecret, options.image);
+    detail(`image pull Secret "${options.imagePullSecret}" exists`);
+  }
+
+  // The token Secret must exist before the pod starts, because the kubelet mounts it only at start-up.
+  const { token, created } = await ensureProvisioningToken(kube.config, options.namespace, options.name);
+  detail(`${created ? 'created' : 'reusing'} secret/${objectNames(options.name).provisioningTokenSecret} with a one-time provisioning token`);
+
+  const objects = buildManifests(options, dcapApiKey);
+  await applyObjects(kube.config, objects, (object) => say(`${resourceLabel(object)} serverside-applied`));
+
+  if (!request.wait) {
+    say(`not waiting (--no-wait): run "kubectl provision cas ${options.name} -n ${options.namespace}" again to wait for the primary and provision it`);
+    writeResult(io, request.output, { name: options.name, namespace: options.namespace, applied: objects.map(resourceLabel), provisioned: false });
+    return;
+  }
+
+  await waitForPrimary(kube.config, options.namespace, options.name, request.timeoutMs, say);
+  say(await backupStatusLine(kube.config, options.namespace, options.name));
+
+  const result = await provisionThroughCluster(request, kube.config, options, token, say, detail);
+  await deleteProvisioningToken(kube.config, options.namespace, options.name);
+  detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
+
+  say(
+    result.provisioned
+      ? `CAS "${options.name}" provisioned: owner is the client identity in CAS_HOME (key sha256 ${result.clientKeyHash})`
+      : `CAS "${options.name}" was already provisioned; its owner is unchanged`,
+  );
+  say(`pinned CAS certificate sha256 ${result.certificateSha256} for ${result.pinnedUrls.join(', ')}`);
+  writeResult(io, request.output, {
+    name: options.name,
+    namespace: options.namespace,
+    applied: objects.map(resourceLabel),
+    provisioned: result.provisioned,
+    clientKeyHash: result.clientKeyHash,
+    certificateSha256: result.certificateSha256,
+    pinnedUrls: result.pinnedUrls,
+  });
+}
+
+async function provisionThroughCluster(
+  request: ProvisionCasRequest,
+  config: Parameters<typeof forwardPodPort>[0],
+  options: CasDeploymentOptions,
+  token: string,
+  say: (line: string) => void,
+  detail: (line: string) => void,
+): Promise<ProvisionOwnerResult> {
+  const pinUrls = [inClusterUrl(options.name, options.namespace)];
+  if (request.casUrl !== undefined) {
+    pinUrls.push(request.casUrl);
+    detail(`provisioning through ${request.casUrl}`);
+    return provisionOwner({ connectUrl: request.casUrl, connectUrlIsTemporary: false, pinUrls, token, mode: options.mode });
+  }
+
+  const podName = objectNames(options.name).primaryPod;
+  const forward = await forwardPodPort(config, options.namespace, podName, DEFAULTS.listenPort, say);
+  const connectUrl = `https://127.0.0.1:${forward.localPort}`;
+  detail(`forwarding ${connectUrl} to pod ${podName} port ${DEFAULTS.listenPort} through the API server`);
+  try {
+    return await provisionOwner({ connectUrl, connectUrlIsTemporary: true, pinUrls, token, mode: options.mode });
+  } finally {
+    await forward.close();
+  }
+}
+
+function writeResult(io: PluginIo, output: OutputFormat | undefined, document: Record<string, unknown>): void {
+  if (output !== undefined) io.stdout.write(formatDocument(document, output));
+}
+
+/** Throws INVALID_ARGUMENT for flag combinations that cannot work together. */
+export function checkFlagCombinations(request: ProvisionCasRequest): void {
+  if (request.dryRun && request.casUrl !== undefined) {
+    throw new CasError('INVALID_ARGUMENT', '--cas-url has no effect with --dry-run, which does not contact the cluster or the CAS');
+  }
+}
