@@ -138,7 +138,7 @@ describe('CasDatabase.open', () => {
     db.close();
     const bytes = readFileSync(db.paths.database);
     const pageSize = bytes.readUInt16BE(16);
-    // Overwrite the b-tree header of the last page (never page 1, which holds the schema).
+    // Overwrite the b-tree header of the last page (never page 1, which contains the schema).
     bytes.fill(0xff, bytes.length - pageSize, bytes.length - pageSize + 12);
     writeFileSync(db.paths.database, bytes);
     assert.throws(() => CasDatabase.open({ dataDir, platform }), withCode('DATABASE_ERROR'));
@@ -159,7 +159,7 @@ describe('CasDatabase.open', () => {
 });
 
 describe('CasDatabase encryption at rest', () => {
-  it('stores no plaintext name, secret or key in cas.db, its WAL or the key store', async () => {
+  it('leaves no plaintext in any file', async () => {
     const { dataDir, db } = await newDatabase('scan');
     const names = ['scan-namespace/confidential-session-one', 'confidential-session-two'];
     const needles = [
@@ -180,7 +180,7 @@ describe('CasDatabase encryption at rest', () => {
     const binarySecret = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
     await db.writeGate.run(() => db.putMeta('binary', binarySecret));
 
-    // The WAL holds the writes until a checkpoint; scan it before and the database file after.
+    // The writes stay in the WAL until a checkpoint, so scan it before and the database file after.
     const scan = (when: string): void => {
       const files = storedFiles(dataDir);
       assert.ok(files.length >= 2, `files at ${when}`);

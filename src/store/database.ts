@@ -45,8 +45,8 @@ export interface OpenDatabaseOptions {
 
 /**
  * The encrypted CAS database (`cas.db`) and its key store (`cas.key-store`). Every stored value is encrypted
- * with AES-256-GCM under a subkey of the database key, with AAD that binds it to its table and row; session
- * and meta names appear only as HMAC-SHA-256 lookup keys. Writes must run inside `writeGate.run()`.
+ * with AES-256-GCM under a subkey of the database key, and its AAD binds it to its table and row. Session and
+ * meta names appear only as HMAC-SHA-256 lookup keys. Writes must run inside `writeGate.run()`.
  */
 export class CasDatabase {
   readonly platformId: string;
@@ -211,7 +211,7 @@ export class CasDatabase {
     if (plaintext === undefined) return undefined;
     const record = parseSession(plaintext, this.paths.database);
     if (record.name !== name) {
-      throw new CasError('DECRYPTION_FAILED', `Session row in ${this.paths.database} holds another name than its lookup key`);
+      throw new CasError('DECRYPTION_FAILED', `A session row in ${this.paths.database} decrypted to another session name than the one requested`);
     }
     return record;
   }

@@ -14,7 +14,7 @@ import { DATABASE_KEY_LENGTH, hkdfSha256 } from './key-derivation.js';
 /**
  * Wrapping of the database key for a platform's public key: ECDH-ES with an ephemeral P-256 key, HKDF-SHA-256
  * and AES-256-GCM. Only the recipient's public key is needed to wrap, so the primary can wrap the key for a
- * backup platform whose private key it never sees.
+ * backup platform whose private key it never receives.
  *
  * Wrapped layout (126 bytes): `version (1) = 1 || ephemeral public point (65, uncompressed SEC1) || nonce (12)
  * || ciphertext (32) || tag (16)`. The key-encryption key is HKDF-SHA-256 with IKM = the ECDH shared secret

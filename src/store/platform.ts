@@ -25,8 +25,8 @@ export interface OpenPlatformOptions {
 /** Opens this machine's platform: the simulated key file, or fails in hardware mode (no TEE sealing here). */
 export async function openPlatform(options: OpenPlatformOptions): Promise<Platform> {
   if (options.mode === 'hardware') {
-    // NOTE: hardware mode needs the platform key sealed by the TEE (SGX sealing or a TDX/SNP derived key);
-    // this implementation has no sealing backend, so hardware mode cannot open a platform.
+    // NOTE: hardware mode needs the platform key sealed by the TEE (SGX sealing or a TDX/SNP derived key).
+    // This implementation has no sealing backend, so hardware mode cannot open a platform.
     throw new CasError(
       'PLATFORM_KEY_ERROR',
       'Hardware mode is unavailable: sealing the platform key needs a TEE, and this build has no TEE sealing support. Run with --mode simulation.',

@@ -3,7 +3,7 @@
  * documented in docs/storage-format.md.
  */
 
-/** How a platform protects its private key: sealed by a TEE (`hardware`) or kept in a file (`simulation`). */
+/** Protection of a platform's private key: sealed by a TEE (`hardware`) or kept in a file (`simulation`). */
 export type PlatformMode = 'simulation' | 'hardware';
 
 /** Kind of evidence that was verified when a platform was registered in the key store. */
@@ -43,11 +43,11 @@ export interface KeyStoreEntry {
   /** ISO 8601 time of registration. */
   registeredAt: string;
   evidenceType: EvidenceType;
-  /** Who registered the platform: `initial` for the platform that created the database, else an owner key hash. */
+  /** Registrant: `initial` for the platform that created the database, else the registering owner's key hash. */
   registeredBy: string;
 }
 
-/** What a caller supplies to register another platform; the store wraps the live database key for it. */
+/** Registration request for another platform. The store wraps the live database key for its public key. */
 export interface PlatformRegistration {
   publicKeyPem: string;
   evidenceType: EvidenceType;

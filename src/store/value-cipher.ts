@@ -3,8 +3,8 @@ import { CasError } from '../errors/cas-error.js';
 
 /**
  * AES-256-GCM encryption of one stored value. Layout: `version (1 byte) || nonce (12) || ciphertext || tag (16)`,
- * version 1. The nonce is random per value; with random 96-bit nonces NIST SP 800-38D limits one key to 2^32
- * encryptions, far above the number of writes a CAS database sees. The additional authenticated data (AAD)
+ * version 1. The nonce is random per value. With random 96-bit nonces NIST SP 800-38D limits one key to 2^32
+ * encryptions, far more than the writes a CAS database makes. The additional authenticated data (AAD)
  * binds the value to its table and row, so a ciphertext copied into another row fails to decrypt.
  */
 export const VALUE_FORMAT_VERSION = 1;
@@ -26,20 +26,20 @@ export function encryptValue(key: Buffer, aad: Buffer, plaintext: Buffer): Buffe
 /**
  * Decrypts a value made by `encryptValue` with the same key and AAD. Throws DECRYPTION_FAILED when the value
  * is too short, has an unknown version, or fails authentication (wrong key, wrong row, altered bytes).
- * `what` names the value in the error message, for example the file and table.
+ * `description` names the value in the error message, for example the table and file.
  */
-export function decryptValue(key: Buffer, aad: Buffer, value: Buffer, what: string): Buffer {
+export function decryptValue(key: Buffer, aad: Buffer, value: Buffer, description: string): Buffer {
   checkKey(key);
   if (value.length < VALUE_OVERHEAD) {
     throw new CasError(
       'DECRYPTION_FAILED',
-      `Decryption failed for ${what}: the value has ${value.length} bytes, fewer than the ${VALUE_OVERHEAD} of an empty encrypted value`,
+      `Decryption failed for ${description}: the value has ${value.length} bytes, fewer than the ${VALUE_OVERHEAD} of an empty encrypted value`,
     );
   }
   if (value[0] !== VALUE_FORMAT_VERSION) {
     throw new CasError(
       'DECRYPTION_FAILED',
-      `Decryption failed for ${what}: unknown value format version ${value[0]} (expected ${VALUE_FORMAT_VERSION})`,
+      `Decryption failed for ${description}: unknown value format version ${value[0]} (expected ${VALUE_FORMAT_VERSION})`,
     );
   }
   const nonce = value.subarray(1, 1 + VALUE_NONCE_LENGTH);
@@ -53,7 +53,7 @@ export function decryptValue(key: Buffer, aad: Buffer, value: Buffer, what: stri
   } catch (error) {
     throw new CasError(
       'DECRYPTION_FAILED',
-      `Decryption failed for ${what}: authentication failed (wrong key, value moved from another row, or altered bytes)`,
+      `Decryption failed for ${description}: authentication failed (wrong key, value moved from another row, or altered bytes)`,
       { cause: error },
     );
   }

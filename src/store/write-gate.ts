@@ -3,10 +3,10 @@ import { CasError } from '../errors/cas-error.js';
 
 /**
  * Serialises writers and lets a snapshot stop them for a while. Every change to the database or the key store
- * runs inside `run`; writers run one at a time in arrival order, so a writer may read, decide and write
- * without another writer interleaving. `pause` waits for the running writer to finish and holds the gate
- * until its release function is called: writers queue (they wait, they do not fail) and reads continue,
- * because reads never pass through the gate.
+ * runs inside `run`. Writers run one at a time in arrival order, so a writer may read, decide and write
+ * without another writer interleaving. `pause` waits for the running writer to finish and keeps the gate
+ * closed until its release function is called. Meanwhile writers queue (they wait, they do not fail) and
+ * reads continue, because reads never pass through the gate.
  */
 export class WriteGate {
   private tail: Promise<void> = Promise.resolve();
@@ -44,7 +44,7 @@ export class WriteGate {
     };
   }
 
-  /** True while a pause holds the gate. */
+  /** True while a pause keeps the gate closed. */
   get paused(): boolean {
     return this.pauseCount > 0;
   }
