@@ -1,0 +1,81 @@
+import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSelfSignedCertificate } from '../tls/certificates.js';
+import type { AuditSigner } from './audit-log.js';
+import type { AuditEventInput } from './entry.js';
+import { createAuditKeyPair, issueAuditCertificate } from './signing.js';
+
+/**
+ * Real key material for audit tests: a self-signed CAS identity certificate, an audit key, and the audit
+ * key's certificate issued by the CAS key.
+ */
+export interface AuditTestIdentity {
+  casKey: KeyObject;
+  casCertificatePem: string;
+  signer: AuditSigner;
+  hmacKey: Buffer;
+}
+
+export async function createAuditTestIdentity(): Promise<AuditTestIdentity> {
+  const cas = await createSelfSignedCertificate({ commonName: 'cas-under-test', usage: 'server', validDays: 30, ipAddresses: ['127.0.0.1'] });
+  const casKey = createPrivateKey(cas.privateKeyPem);
+  const audit = createAuditKeyPair();
+  const auditCertificatePem = await issueAuditCertificate({ casKey, casCertPem: cas.certificatePem, auditPublicKey: audit.publicKey });
+  return {
+    casKey,
+    casCertificatePem: cas.certificatePem,
+    signer: { privateKey: audit.privateKey, certificateChainPem: [auditCertificatePem, cas.certificatePem] },
+    hmacKey: randomBytes(32),
+  };
+}
+
+/** Writes the identity to files so a child process can load it with `loadAuditTestIdentity`. */
+export async function saveAuditTestIdentity(identity: AuditTestIdentity, directory: string): Promise<string> {
+  const file = join(directory, 'audit-identity.json');
+  await writeFile(
+    file,
+    JSON.stringify({
+      auditKeyPem: identity.signer.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      chain: identity.signer.certificateChainPem,
+      casCertificatePem: identity.casCertificatePem,
+      hmacKeyHex: identity.hmacKey.toString('hex'),
+    }),
+    { mode: 0o600 },
+  );
+  return file;
+}
+
+export function loadAuditTestIdentity(json: string): Omit<AuditTestIdentity, 'casKey'> {
+  const saved = JSON.parse(json) as { auditKeyPem: string; chain: string[]; casCertificatePem: string; hmacKeyHex: string };
+  return {
+    casCertificatePem: saved.casCertificatePem,
+    signer: { privateKey: createPrivateKey(saved.auditKeyPem), certificateChainPem: saved.chain },
+    hmacKey: Buffer.from(saved.hmacKeyHex, 'hex'),
+  };
+}
+
+export async function makeTempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `cas-audit-${prefix}-`));
+}
+
+/** A varied sequence of events, as a running CAS would append them. */
+export function sampleEvents(hmac: (value: string) => string): AuditEventInput[] {
+  const owner = { kind: 'client', keyHash: 'a'.repeat(64) } as const;
+  return [
+    { event: 'cas.started', actor: { kind: 'cas' }, outcome: 'success', details: { mode: 'simulation', version: '0.1.0' } },
+    { event: 'cas.provisioned', actor: owner, outcome: 'success', details: {} },
+    { event: 'session.created', actor: owner, target: { session: 'team/app' }, outcome: 'success', details: { sessionHash: 'b'.repeat(64) } },
+    {
+      event: 'service.attested',
+      actor: { kind: 'service', session: 'team/app', service: 'api' },
+      target: { session: 'team/app', service: 'api' },
+      outcome: 'success',
+      details: { evidenceType: 'simulated', measurements: { mrenclave: 'c'.repeat(64), isvsvn: 3 }, tcbStatus: 'NotApplicable' },
+    },
+    { event: 'config.released', actor: { kind: 'service', session: 'team/app', service: 'api' }, target: { session: 'team/app', service: 'api' }, outcome: 'success', details: { configHmac: hmac('config-v1') } },
+    { event: 'service.rejected', actor: { kind: 'service', session: 'team/app', service: 'db' }, target: { session: 'team/app', service: 'db' }, outcome: 'denied', details: { reason: 'ATTESTATION_REJECTED', evidenceType: 'sgx-dcap' } },
+    { event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason: 'shutdown' } },
+  ];
+}
