@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { runCli } from './run.js';
+import { register as registerAudit } from './commands/audit.js';
 
 /**
  * Entry point of the `cas` program. Each command group lives in `src/cli/commands/<group>.ts` and exports
@@ -11,6 +12,6 @@ const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
   .showHelpAfterError();
 
-const groups: Array<(program: Command) => void> = [];
+const groups: Array<(program: Command) => void> = [registerAudit];
 
 await runCli(program, groups);
