@@ -399,9 +399,16 @@ describe('CasDatabase.backupTo and deriveApplicationKey', () => {
       release();
     }
     db.close();
+    assert.equal(statSync(join(copyDir, 'cas.db')).mode & 0o777, 0o600);
     const copy = CasDatabase.open({ dataDir: copyDir, platform, readOnly: true });
     assert.equal(copy.getSession('copied')?.name, 'copied');
     copy.close();
+    assert.deepEqual(readdirSync(copyDir).sort(), ['cas.db', 'cas.key-store']);
+
+    const writable = CasDatabase.open({ dataDir: copyDir, platform });
+    await writable.writeGate.run(() => writable.putSession(session('after-restore')));
+    assert.deepEqual(writable.listSessionNames(), ['after-restore', 'copied']);
+    writable.close();
   });
 
   it('derives application keys only under the application prefix', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FILE_NAMES } from '../config/defaults.js';
@@ -316,13 +316,27 @@ export class CasDatabase {
   }
 
   /**
-   * Copies the database into `destinationPath` with SQLite's online backup API. The copy is consistent on its
-   * own; pause the write gate around it to keep it consistent with a copy of the key store.
+   * Copies the database into `destinationPath` (mode 0600) with SQLite's online backup API. The copy is
+   * consistent on its own; pause the write gate around it to keep it consistent with a copy of the key store.
+   * The copy is switched to rollback-journal mode, so a read-only open of it creates no -wal or -shm file
+   * beside it. Opening it read-write switches it back to WAL.
    */
   async backupTo(destinationPath: string): Promise<void> {
     this.assertOpen();
     try {
+      const fd = openSync(destinationPath, constants.O_CREAT | constants.O_WRONLY, 0o600);
+      try {
+        fchmodSync(fd, 0o600);
+      } finally {
+        closeSync(fd);
+      }
       await this.db.backup(destinationPath);
+      const copy = new Database(destinationPath, { fileMustExist: true });
+      try {
+        copy.pragma('journal_mode = DELETE');
+      } finally {
+        copy.close();
+      }
     } catch (error) {
       throw toDatabaseError(error, `Backup of ${this.paths.database} to ${destinationPath} failed`);
     }

@@ -1,8 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { CasError } from '../errors/cas-error.js';
+import { readFileSync } from 'node:fs';
+import { CasError, isCasError } from '../errors/cas-error.js';
+import { writeFileAtomic } from './atomic-file.js';
 import { deriveStoreSubkeys, hmacSha256 } from './key-derivation.js';
 import { WRAPPED_KEY_LENGTH, platformIdFromSpki, parsePlatformPublicKey, publicKeyDer, wrapKeyForPlatform } from './key-wrap.js';
 import { EVIDENCE_TYPES, type EvidenceType, type KeyStoreEntry, type PlatformRegistration } from './types.js';
@@ -159,37 +158,12 @@ export class KeyStore {
    * rename over `path`, fsync of the directory. A crash leaves either the old or the new file.
    */
   writeAtomic(path: string, databaseKey: Buffer): void {
-    writeFileAtomic(path, this.serialize(databaseKey));
-  }
-}
-
-/** Writes `bytes` to `path` with mode 0600 through a temporary file, fsync, rename and directory fsync. */
-export function writeFileAtomic(path: string, bytes: Buffer): void {
-  const dir = dirname(path);
-  const temporary = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const fd = openSync(temporary, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
     try {
-      let offset = 0;
-      while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      writeFileAtomic(path, this.serialize(databaseKey));
+    } catch (error) {
+      if (isCasError(error, 'INTERNAL')) throw new CasError('DATABASE_ERROR', error.message, { cause: error });
+      throw error;
     }
-    renameSync(temporary, path);
-    const dirFd = openSync(dir, constants.O_RDONLY);
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
-  } catch (error) {
-    try {
-      unlinkSync(temporary);
-    } catch {
-      // The temporary file was renamed or never created.
-    }
-    throw new CasError('KEY_STORE_INVALID', `Cannot write ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
 
