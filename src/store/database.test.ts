@@ -144,6 +144,15 @@ describe('CasDatabase.open', () => {
     assert.throws(() => CasDatabase.open({ dataDir, platform }), withCode('DATABASE_ERROR'));
   });
 
+  it('fails while another connection has it open', async () => {
+    const { dataDir, platform, db } = await newDatabase('locked');
+    assert.throws(() => CasDatabase.open({ dataDir, platform, busyTimeoutMs: 50 }), withCode('DATABASE_ERROR', /locked by another process/));
+    assert.throws(() => CasDatabase.open({ dataDir, platform, busyTimeoutMs: 50, readOnly: true }), withCode('DATABASE_ERROR', /locked/));
+    db.close();
+    const reopened = CasDatabase.open({ dataDir, platform, busyTimeoutMs: 50 });
+    reopened.close();
+  });
+
   it('opens read-only without writing', async () => {
     const { dataDir, platform, db } = await newDatabase('read-only');
     await db.writeGate.run(() => db.putSession(session('ro')));
@@ -208,14 +217,22 @@ describe('CasDatabase encryption at rest', () => {
     await db.writeGate.run(() => db.putSession(session('tampered')));
     db.close();
     const raw = new Database(join(dataDir, 'cas.db'));
-    const row = raw.prepare('SELECT lookup, value FROM sessions').get() as { lookup: Buffer; value: Buffer };
+    const row = raw.prepare('SELECT lookup, name, value FROM sessions').get() as { lookup: Buffer; name: Buffer; value: Buffer };
     row.value[20] = row.value[20]! ^ 0x01;
     raw.prepare('UPDATE sessions SET value = ? WHERE lookup = ?').run(row.value, row.lookup);
     raw.close();
     const reopened = CasDatabase.open({ dataDir, platform });
-    assert.throws(() => reopened.getSession('tampered'), withCode('DECRYPTION_FAILED', /sessions row/));
-    assert.throws(() => reopened.listSessionNames(), withCode('DECRYPTION_FAILED'));
+    assert.throws(() => reopened.getSession('tampered'), withCode('DECRYPTION_FAILED', /sessions row \(value\)/));
+    assert.deepEqual(reopened.listSessionNames(), ['tampered']);
     reopened.close();
+
+    const rawAgain = new Database(join(dataDir, 'cas.db'));
+    row.name[row.name.length - 1] = row.name[row.name.length - 1]! ^ 0x01;
+    rawAgain.prepare('UPDATE sessions SET name = ? WHERE lookup = ?').run(row.name, row.lookup);
+    rawAgain.close();
+    const reopenedAgain = CasDatabase.open({ dataDir, platform });
+    assert.throws(() => reopenedAgain.listSessionNames(), withCode('DECRYPTION_FAILED', /sessions row \(name\)/));
+    reopenedAgain.close();
   });
 
   it('rejects values swapped between rows and tables', async () => {
@@ -239,6 +256,14 @@ describe('CasDatabase encryption at rest', () => {
     assert.throws(() => reopened.getSession('second'), withCode('DECRYPTION_FAILED'));
     assert.throws(() => reopened.getMeta('setting'), withCode('DECRYPTION_FAILED'));
     reopened.close();
+
+    const swapNames = new Database(join(dataDir, 'cas.db'));
+    const names = swapNames.prepare('SELECT lookup, name FROM sessions').all() as Array<{ lookup: Buffer; name: Buffer }>;
+    swapNames.prepare('UPDATE sessions SET name = ? WHERE lookup = ?').run(names[1]!.name, names[0]!.lookup);
+    swapNames.close();
+    const withSwappedNames = CasDatabase.open({ dataDir, platform });
+    assert.throws(() => withSwappedNames.listSessionNames(), withCode('DECRYPTION_FAILED', /name/));
+    withSwappedNames.close();
   });
 });
 

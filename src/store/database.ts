@@ -18,13 +18,17 @@ export const SCHEMA_VERSION = 1;
 /** Plaintext of the key check value; decrypting it proves that the unwrapped key is this database's key. */
 const KEY_CHECK_PLAINTEXT = Buffer.from('cas database key check v1', 'ascii');
 
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
 const SCHEMA = `
   CREATE TABLE store_info (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
   CREATE TABLE meta (lookup BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
-  CREATE TABLE sessions (lookup BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE TABLE sessions (lookup BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
 `;
 
 type Table = 'store_info' | 'meta' | 'sessions';
+/** Encrypted columns; only `sessions` has a `name` column. */
+type Column = 'value' | 'name';
 
 export interface OpenDatabaseOptions {
   dataDir: string;
@@ -41,6 +45,8 @@ export interface OpenDatabaseOptions {
    * command; defaults to the placeholder DIR.
    */
   platformDir?: string;
+  /** How long opening waits for another process's lock on cas.db before failing, in milliseconds; default 5000. */
+  busyTimeoutMs?: number;
 }
 
 /**
@@ -129,7 +135,7 @@ export class CasDatabase {
     // SQLite gives the -wal and -shm files the permissions of the database file, so creating it 0600 first
     // keeps all three private.
     closeSync(openSync(paths.database, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-    const db = openSqlite(paths.database, false);
+    const db = openSqlite(paths.database, false, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
     const store = new CasDatabase({ db, databaseKey, keyStore, platformId: options.platform.id, paths, logger, readOnly: false });
     try {
       db.pragma(`application_id = ${APPLICATION_ID}`);
@@ -171,7 +177,7 @@ export class CasDatabase {
     }
     keyStore.verifyMac(databaseKey, paths.keyStore);
 
-    const db = openSqlite(paths.database, readOnly);
+    const db = openSqlite(paths.database, readOnly, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
     const store = new CasDatabase({ db, databaseKey, keyStore, platformId: platform.id, paths, logger, readOnly });
     try {
       store.checkSchema();
@@ -221,9 +227,15 @@ export class CasDatabase {
     if (typeof record.name !== 'string' || record.name.length === 0) {
       throw new CasError('INVALID_ARGUMENT', 'A session record needs a non-empty name');
     }
-    const plaintext = Buffer.from(JSON.stringify(record), 'utf8');
+    const lookup = this.sessionLookup(record.name);
+    const name = this.encrypt('sessions', 'name', lookup, Buffer.from(record.name, 'utf8'));
+    const value = this.encrypt('sessions', 'value', lookup, Buffer.from(JSON.stringify(record), 'utf8'));
     this.transaction(() => {
-      this.writeRow('sessions', this.sessionLookup(record.name), plaintext);
+      this.query(() =>
+        this.db
+          .prepare('INSERT INTO sessions (lookup, name, value) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET name = excluded.name, value = excluded.value')
+          .run(lookup, name, value),
+      );
       this.bumpCounter();
     });
   }
@@ -233,12 +245,10 @@ export class CasDatabase {
     return this.transaction(() => this.deleteRow('sessions', this.sessionLookup(name)));
   }
 
-  /** Names of all sessions, sorted. Decrypts every session row. */
+  /** Names of all sessions, sorted. Decrypts the name column of every session row. */
   listSessionNames(): string[] {
-    const rows = this.query(() => this.db.prepare('SELECT lookup, value FROM sessions').all() as Array<{ lookup: Buffer; value: Buffer }>);
-    return rows
-      .map((row) => parseSession(this.decryptRow('sessions', row.lookup, row.value), this.paths.database).name)
-      .sort();
+    const rows = this.query(() => this.db.prepare('SELECT lookup, name FROM sessions').all() as Array<{ lookup: Buffer; name: Buffer }>);
+    return rows.map((row) => this.decrypt('sessions', 'name', row.lookup, row.name).toString('utf8')).sort();
   }
 
   countSessions(): number {
@@ -376,17 +386,23 @@ export class CasDatabase {
     return hmacSha256(this.keys.metaLookup, Buffer.from(name, 'utf8'));
   }
 
+  private encrypt(table: Table, column: Column, lookup: Buffer, plaintext: Buffer): Buffer {
+    return encryptValue(this.keys.valueEncryption, cellAad(table, column, lookup), plaintext);
+  }
+
+  private decrypt(table: Table, column: Column, lookup: Buffer, ciphertext: Buffer): Buffer {
+    return decryptValue(this.keys.valueEncryption, cellAad(table, column, lookup), ciphertext, `${table} row (${column}) in ${this.paths.database}`);
+  }
+
+  /** Reads and decrypts the value column of one row; undefined when the row does not exist. */
   private readRow(table: Table, lookup: Buffer): Buffer | undefined {
     const row = this.query(() => this.db.prepare(`SELECT value FROM ${table} WHERE ${keyColumn(table)} = ?`).get(lookupParameter(table, lookup)) as { value: Buffer } | undefined);
-    return row === undefined ? undefined : this.decryptRow(table, lookup, row.value);
+    return row === undefined ? undefined : this.decrypt(table, 'value', lookup, row.value);
   }
 
-  private decryptRow(table: Table, lookup: Buffer, value: Buffer): Buffer {
-    return decryptValue(this.keys.valueEncryption, rowAad(table, lookup), value, `${table} row in ${this.paths.database}`);
-  }
-
-  private writeRow(table: Table, lookup: Buffer, plaintext: Buffer): void {
-    const value = encryptValue(this.keys.valueEncryption, rowAad(table, lookup), plaintext);
+  /** Encrypts and writes the value column of a `store_info` or `meta` row. */
+  private writeRow(table: 'store_info' | 'meta', lookup: Buffer, plaintext: Buffer): void {
+    const value = this.encrypt(table, 'value', lookup, plaintext);
     this.query(() =>
       this.db.prepare(`INSERT INTO ${table} (${keyColumn(table)}, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value`).run(lookupParameter(table, lookup), value),
     );
@@ -461,7 +477,11 @@ export class CasDatabase {
   }
 }
 
-function openSqlite(path: string, readOnly: boolean): Database.Database {
+/**
+ * Opens `path` with the store's settings. A read-write connection takes SQLite's exclusive lock for its whole
+ * life, so a second process (a second CAS on the same data directory) fails to open instead of writing beside it.
+ */
+function openSqlite(path: string, readOnly: boolean, busyTimeoutMs: number): Database.Database {
   let db: Database.Database;
   try {
     db = new Database(path, { readonly: readOnly, fileMustExist: true });
@@ -469,8 +489,9 @@ function openSqlite(path: string, readOnly: boolean): Database.Database {
     throw toDatabaseError(error, `Cannot open database ${path}`);
   }
   try {
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     if (!readOnly) {
+      db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       // FULL syncs the WAL on every commit, so a committed change survives power loss.
       db.pragma('synchronous = FULL');
@@ -484,9 +505,9 @@ function openSqlite(path: string, readOnly: boolean): Database.Database {
   return db;
 }
 
-/** AAD of a stored value: `cas/v1/<table>/<hex of the row key>`. */
-function rowAad(table: Table, lookup: Buffer): Buffer {
-  return Buffer.from(`cas/v1/${table}/${lookup.toString('hex')}`, 'ascii');
+/** AAD of an encrypted cell: `cas/v1/<table>/<column>/<hex of the row key>`. */
+function cellAad(table: Table, column: Column, lookup: Buffer): Buffer {
+  return Buffer.from(`cas/v1/${table}/${column}/${lookup.toString('hex')}`, 'ascii');
 }
 
 function keyColumn(table: Table): string {
@@ -504,14 +525,26 @@ function encodeCounter(value: bigint): Buffer {
 }
 
 function parseSession(plaintext: Buffer, database: string): SessionRecord {
+  let record: unknown;
   try {
-    return JSON.parse(plaintext.toString('utf8')) as SessionRecord;
+    record = JSON.parse(plaintext.toString('utf8'));
   } catch (error) {
     throw new CasError('DATABASE_ERROR', `A session row in ${database} decrypted to invalid JSON`, { cause: error });
   }
+  if (typeof record !== 'object' || record === null || typeof (record as { name?: unknown }).name !== 'string') {
+    throw new CasError('DATABASE_ERROR', `A session row in ${database} decrypted to JSON without a session name`);
+  }
+  return record as SessionRecord;
 }
 
 function toDatabaseError(error: unknown, message: string): CasError {
   if (isCasError(error)) return error;
+  if ((error as { code?: unknown }).code === 'SQLITE_BUSY') {
+    return new CasError(
+      'DATABASE_ERROR',
+      `${message}: the database is locked by another process. Only one CAS may serve a data directory; stop the other process first.`,
+      { cause: error },
+    );
+  }
   return new CasError('DATABASE_ERROR', `${message}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
