@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { pluginPath, scratchHome } from '../testing/plugin-process.js';
+
+/** The real kubectl binary, found on PATH; the test fails rather than skips when it is missing. */
+function kubectlOnPath(): string {
+  const found = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
+  assert.equal(found.status, 0, 'kubectl is not on PATH; install it to run this test');
+  return found.stdout.trim();
+}
+
+/** A PATH whose first directory holds a `kubectl-provision` wrapper around the built plugin. */
+function pathWithPlugin(): { env: NodeJS.ProcessEnv } {
+  const home = scratchHome();
+  const wrapper = join(home.dir, 'kubectl-provision');
+  writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${pluginPath()}" "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  return { env: { HOME: home.dir, PATH: `${home.dir}:${process.env['PATH'] ?? '/usr/bin:/bin'}` } };
+}
+
+describe('kubectl plugin discovery', () => {
+  const kubectl = kubectlOnPath();
+
+  it('kubectl provision cas --help', () => {
+    const { env } = pathWithPlugin();
+    const run = spawnSync(kubectl, ['provision', 'cas', '--help'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /Usage: kubectl provision cas \[options\] <NAME>/);
+    for (const flag of ['--namespace', '--kubeconfig', '--context', '--dcap-api', '--verbose', '--dry-run', '--output', '--no-wait', '--timeout', '--image', '--snapshot-interval', '--storage-class', '--service-type']) {
+      assert.ok(run.stdout.includes(flag), `--help does not mention ${flag}`);
+    }
+    assert.match(run.stdout, /\(default: "5m"\)/);
+    assert.match(run.stdout, /00000000000000000000000000000000/);
+  });
+
+  it('kubectl provision cas x --dry-run -o yaml', () => {
+    const { env } = pathWithPlugin();
+    const run = spawnSync(kubectl, ['provision', 'cas', 'x', '--dry-run', '-o', 'yaml'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 0, run.stderr);
+    const objects = parseAllDocuments(run.stdout).map((document) => document.toJS() as { kind: string; metadata: { name: string } });
+    assert.ok(objects.some((object) => object.kind === 'StatefulSet' && object.metadata.name === 'x'));
+    assert.ok(objects.some((object) => object.kind === 'DaemonSet' && object.metadata.name === 'x-backup'));
+    assert.match(run.stderr, /warning: no --dcap-api key given/);
+  });
+
+  it('kubectl plugin list finds the plugin', () => {
+    const { env } = pathWithPlugin();
+    const run = spawnSync(kubectl, ['plugin', 'list'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.match(run.stdout, /kubectl-provision/);
+  });
+});
