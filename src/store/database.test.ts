@@ -343,6 +343,11 @@ describe('CasDatabase.changeCounter', () => {
     assert.equal(db.changeCounter(), 2);
     await db.writeGate.run(() => db.deleteSession('one'));
     assert.equal(db.changeCounter(), 3);
+    db.getSession('one');
+    db.getMeta('m');
+    db.listSessionNames();
+    db.countSessions();
+    assert.equal(db.changeCounter(), 3);
     db.close();
     const reopened = CasDatabase.open({ dataDir, platform });
     assert.equal(reopened.changeCounter(), 3);

@@ -85,6 +85,15 @@ describe('unwrapKeyWithPrivateKey', () => {
     }
   });
 
+  it('rejects an ephemeral point off the curve', () => {
+    const offCurve = Buffer.from(wrapped);
+    offCurve[65] = offCurve[65]! ^ 0x01; // last byte of the y coordinate
+    assert.throws(
+      () => unwrapKeyWithPrivateKey(recipient.privateKey, platformId, offCurve),
+      (error: unknown) => isCasError(error, 'KEY_STORE_INVALID') && /not a P-256 point/.test((error as Error).message),
+    );
+  });
+
   it('fails for wrong lengths with KEY_STORE_INVALID', () => {
     for (const length of [0, 1, WRAPPED_KEY_LENGTH - 1, WRAPPED_KEY_LENGTH + 1]) {
       const sized = Buffer.alloc(length, 1);

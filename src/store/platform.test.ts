@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { createPublicKey, sign as rawSign, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign as rawSign } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isCasError } from '../errors/cas-error.js';
+import { KeyStore } from './key-store.js';
 import { platformIdFromSpki } from './key-wrap.js';
 import { loadOrCreateSimulationPlatform, openPlatform, platformIdFromPublicKeyPem, verifyPlatformSignature } from './platform.js';
 
@@ -81,6 +82,21 @@ describe('openPlatform', () => {
     const dir = freshDir();
     const platform = await openPlatform({ mode: 'simulation', platformDir: dir });
     assert.equal(platform.id, (await loadOrCreateSimulationPlatform(dir)).id);
+  });
+});
+
+describe('Platform.unwrapDatabaseKey', () => {
+  it('unwraps its own entry and rejects another platform\'s', async () => {
+    const platform = await loadOrCreateSimulationPlatform(freshDir());
+    const other = await loadOrCreateSimulationPlatform(freshDir());
+    const databaseKey = randomBytes(32);
+    const store = KeyStore.create(databaseKey, { publicKeyPem: platform.publicKeyPem, evidenceType: 'simulation', registeredBy: 'initial' });
+    store.addPlatform(databaseKey, { publicKeyPem: other.publicKeyPem, evidenceType: 'simulation', registeredBy: 'owner' });
+    assert.deepEqual(platform.unwrapDatabaseKey(store.entry(platform.id)!), databaseKey);
+    assert.deepEqual(other.unwrapDatabaseKey(store.entry(other.id)!), databaseKey);
+    assert.throws(() => platform.unwrapDatabaseKey(store.entry(other.id)!), (error: unknown) => isCasError(error, 'KEY_STORE_NO_ENTRY'));
+    const forged = { ...store.entry(other.id)!, platformId: platform.id };
+    assert.throws(() => platform.unwrapDatabaseKey(forged), (error: unknown) => isCasError(error, 'DECRYPTION_FAILED'));
   });
 });
 
