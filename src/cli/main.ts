@@ -3,7 +3,13 @@ import 'reflect-metadata';
 import { Command } from 'commander';
 import { runCli } from './run.js';
 import { register as registerAudit } from './commands/audit.js';
+import { register as registerAttest } from './commands/attest.js';
+import { register as registerConfig } from './commands/config.js';
+import { register as registerProvision } from './commands/provision.js';
 import { register as registerQuote } from './commands/quote.js';
+import { register as registerRun } from './commands/run.js';
+import { register as registerServe } from './commands/serve.js';
+import { register as registerSession } from './commands/session.js';
 
 /**
  * Entry point of the `cas` program. Each command group lives in `src/cli/commands/<group>.ts` and exports
@@ -13,6 +19,6 @@ const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
   .showHelpAfterError();
 
-const groups: Array<(program: Command) => void> = [registerAudit, registerQuote];
+const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote];
 
 await runCli(program, groups);

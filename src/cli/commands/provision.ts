@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { CasClient } from '../../client/cas-client.js';
+import { resolveCasUrl } from '../../client/connect.js';
+import { casHome, loadOrCreateIdentity, readPinnedCertificate } from '../../client/home.js';
+import { outputFormat, printResult } from '../../client/output.js';
+import { CasError } from '../../errors/cas-error.js';
+
+/**
+ * `cas provision`: makes the caller's client identity the CAS owner. The one-time token authenticates the
+ * request; the CAS certificate is checked against the pin when `cas attest` has already pinned one.
+ */
+export function register(program: Command): void {
+  program
+    .command('provision')
+    .description('make this client identity (CAS_HOME) the owner of a new CAS; only the first call succeeds')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--token <token>', 'the one-time provisioning token')
+    .option('--token-file <file>', 'read the provisioning token from this file (for example <data-dir>/provisioning-token)')
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (flags: { cas?: string; token?: string; tokenFile?: string; output?: string }) => {
+      const format = outputFormat(flags.output);
+      const token = readToken(flags);
+      const casUrl = resolveCasUrl(flags.cas);
+      const home = casHome();
+      const identity = await loadOrCreateIdentity(home);
+      const pinned = readPinnedCertificate(casUrl, home);
+      const client = new CasClient({
+        casUrl,
+        clientKeyPem: identity.privateKeyPem,
+        clientCertificatePem: identity.certificatePem,
+        trust: pinned === undefined ? { kind: 'unverified' } : { kind: 'pinned', certificatePem: pinned },
+      });
+      const result = await client.provision(token);
+      printResult(format, { url: casUrl.origin, ...result }, result.owner, `provisioned the CAS at ${casUrl.origin}; owner key hash:`);
+    });
+}
+
+function readToken(flags: { token?: string; tokenFile?: string }): string {
+  if (flags.token !== undefined && flags.tokenFile !== undefined) {
+    throw new CasError('INVALID_ARGUMENT', 'give either --token or --token-file, not both');
+  }
+  if (flags.tokenFile !== undefined) return readFileSync(flags.tokenFile, 'utf8').trim();
+  if (flags.token !== undefined) return flags.token;
+  throw new CasError('INVALID_ARGUMENT', 'missing provisioning token: pass --token TOKEN or --token-file FILE');
+}

@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { connectPinned } from '../../client/connect.js';
+import { fetchConfiguration } from '../../client/fetch-configuration.js';
+import { commandToRun, runService, writeInjectionFiles } from '../../client/run-service.js';
+import { DEFAULTS } from '../../config/defaults.js';
+import { hostEnvironment } from './config.js';
+
+/**
+ * `cas run`: attests, fetches the service's configuration, writes its injection files and runs its
+ * command with exactly the configured environment. Exits with the command's exit code.
+ */
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('attest as a service, write its injection files and run its command with its configured environment')
+    .requiredOption('--session <name>', 'session name')
+    .requiredOption('--service <name>', 'service name in the session')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--platform-dir <dir>', 'directory of this machine\'s platform key, which signs the simulated evidence (default ~/.cas-platform)')
+    .argument('[args...]', 'after --: arguments that fill @@1, @@2, ...; for a service without command, the command to run (untrusted input)')
+    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string }) => {
+      const { client } = await connectPinned(flags.cas);
+      const configuration = await fetchConfiguration(client, {
+        session: flags.session,
+        service: flags.service,
+        platformDir: flags.platformDir ?? DEFAULTS.platformDir(),
+        hostArguments: args,
+        hostEnvironment: hostEnvironment(),
+      });
+      const argv = commandToRun(configuration, args);
+      writeInjectionFiles(configuration, configuration.pwd ?? process.cwd());
+      process.exitCode = await runService(argv, configuration);
+    });
+}

@@ -1,0 +1,60 @@
+import type { Command } from 'commander';
+import { DEFAULTS } from '../../config/defaults.js';
+import { loadServerSettings } from '../../config/settings.js';
+import { casLogger, createCasServer } from '../../server/cas-server.js';
+
+interface ServeFlags {
+  dataDir?: string;
+  listen?: string;
+  platformDir?: string;
+  mode?: string;
+  snapshotInterval?: string;
+  snapshotDir?: string;
+  snapshots: boolean;
+  auditLog?: string;
+  provisioningTokenFile?: string;
+}
+
+/** `cas serve`: runs the CAS server until SIGTERM or SIGINT, then stops cleanly and exits 0. */
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('run the CAS server (HTTPS) on the embedded defaults unless flags say otherwise')
+    .option('--data-dir <dir>', `directory of cas.db, cas.key-store and the provisioning token (default ${DEFAULTS.dataDir})`)
+    .option('--listen <host:port>', `address to listen on; port 0 picks a free port (default ${DEFAULTS.listenHost}:${DEFAULTS.listenPort})`)
+    .option('--platform-dir <dir>', 'directory of this machine\'s platform key (default ~/.cas-platform)')
+    .option('--mode <mode>', `simulation or hardware (default ${DEFAULTS.mode})`)
+    .option('--snapshot-interval <seconds>', `seconds between database snapshots (default ${DEFAULTS.snapshotIntervalSeconds})`)
+    .option('--snapshot-dir <dir>', `directory for snapshots (default <data-dir>/${DEFAULTS.snapshotSubdir})`)
+    .option('--no-snapshots', 'do not take snapshots')
+    .option('--audit-log <file>', `audit log file (default <data-dir>/${DEFAULTS.auditSubdir}/cas_audit.log)`)
+    .option('--provisioning-token-file <file>', 'read the one-time provisioning token from this file instead of generating one')
+    .action(async (flags: ServeFlags) => {
+      const settings = loadServerSettings({
+        ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
+        ...(flags.listen === undefined ? {} : { listen: flags.listen }),
+        ...(flags.platformDir === undefined ? {} : { platformDir: flags.platformDir }),
+        ...(flags.mode === undefined ? {} : { mode: flags.mode }),
+        ...(flags.snapshotInterval === undefined ? {} : { snapshotIntervalSeconds: flags.snapshotInterval }),
+        ...(flags.snapshotDir === undefined ? {} : { snapshotDir: flags.snapshotDir }),
+        snapshotsEnabled: flags.snapshots,
+        ...(flags.auditLog === undefined ? {} : { auditLog: flags.auditLog }),
+        ...(flags.provisioningTokenFile === undefined ? {} : { provisioningTokenFile: flags.provisioningTokenFile }),
+      });
+      const logger = casLogger(settings);
+      // NOTE: the snapshot settings are validated here, but no snapshot scheduler runs in this process yet.
+      const server = await createCasServer({ settings, logger });
+      await server.listen();
+
+      await new Promise<void>((resolve, reject) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          logger.info({ signal }, 'received signal');
+          server.close('signal').then(resolve, reject);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    });
+}

@@ -1,0 +1,139 @@
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { CasError } from '../errors/cas-error.js';
+import { DEFAULTS } from './defaults.js';
+
+/**
+ * Settings of `cas serve`: one zod schema, checked once at start-up. Every failure names the settings key
+ * (and the command-line flag it comes from) so an operator can fix it without reading code.
+ */
+
+const listenSchema = z.string().transform((text, ctx) => {
+  const parsed = parseListenAddress(text);
+  if (parsed === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected HOST:PORT with a port from 0 to 65535, got "${text}"` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const nonEmptyPath = z.string().min(1, 'must not be empty');
+
+export const serverSettingsSchema = z
+  .object({
+    dataDir: nonEmptyPath,
+    listen: listenSchema,
+    platformDir: nonEmptyPath,
+    mode: z.enum(['simulation', 'hardware']),
+    /** Seconds between two snapshots; 0 is not allowed, use --no-snapshots. */
+    snapshotIntervalSeconds: z.number().int().min(1).max(86_400),
+    snapshotDir: nonEmptyPath,
+    snapshotsEnabled: z.boolean(),
+    auditLog: nonEmptyPath,
+    /** A provisioning token chosen by the deployer; when absent, CAS generates one on first start. */
+    provisioningTokenFile: nonEmptyPath.optional(),
+    /** Upper bound of a request body in bytes; larger bodies are rejected with 413. */
+    bodyLimitBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    /** Lifetime of a configuration nonce in seconds. */
+    nonceTtlSeconds: z.number().int().min(1).max(3600),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  })
+  .strict();
+
+export type ServerSettings = z.infer<typeof serverSettingsSchema>;
+export type ListenAddress = { host: string; port: number };
+
+/** Raw settings as the CLI or a test supplies them: every key optional, defaults filled in below. */
+export interface ServerSettingsInput {
+  dataDir?: string;
+  listen?: string;
+  platformDir?: string;
+  mode?: string;
+  snapshotIntervalSeconds?: number | string;
+  snapshotDir?: string;
+  snapshotsEnabled?: boolean;
+  auditLog?: string;
+  provisioningTokenFile?: string;
+  bodyLimitBytes?: number;
+  nonceTtlSeconds?: number;
+  logLevel?: string;
+}
+
+/** Command-line flag for each settings key, so that validation messages name what the operator typed. */
+const FLAG_FOR_KEY: Record<string, string> = {
+  dataDir: '--data-dir',
+  listen: '--listen',
+  platformDir: '--platform-dir',
+  mode: '--mode',
+  snapshotIntervalSeconds: '--snapshot-interval',
+  snapshotDir: '--snapshot-dir',
+  snapshotsEnabled: '--no-snapshots',
+  auditLog: '--audit-log',
+  provisioningTokenFile: '--provisioning-token-file',
+  logLevel: 'CAS_LOG_LEVEL',
+};
+
+export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+export const DEFAULT_NONCE_TTL_SECONDS = 60;
+
+/**
+ * Fills in defaults, validates and resolves paths to absolute ones. Throws CONFIG_INVALID listing every
+ * invalid key with its flag and the reason.
+ */
+export function loadServerSettings(input: ServerSettingsInput, cwd: string = process.cwd()): ServerSettings {
+  const dataDir = input.dataDir ?? DEFAULTS.dataDir;
+  const interval = input.snapshotIntervalSeconds;
+  const candidate = {
+    dataDir,
+    listen: input.listen ?? `${DEFAULTS.listenHost}:${DEFAULTS.listenPort}`,
+    platformDir: input.platformDir ?? DEFAULTS.platformDir(),
+    mode: input.mode ?? DEFAULTS.mode,
+    snapshotIntervalSeconds:
+      interval === undefined ? DEFAULTS.snapshotIntervalSeconds : typeof interval === 'string' ? parseNumber(interval) : interval,
+    snapshotDir: input.snapshotDir ?? join(dataDir, DEFAULTS.snapshotSubdir),
+    snapshotsEnabled: input.snapshotsEnabled ?? true,
+    auditLog: input.auditLog ?? join(dataDir, DEFAULTS.auditSubdir, 'cas_audit.log'),
+    provisioningTokenFile: input.provisioningTokenFile,
+    bodyLimitBytes: input.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    nonceTtlSeconds: input.nonceTtlSeconds ?? DEFAULT_NONCE_TTL_SECONDS,
+    logLevel: input.logLevel ?? process.env['CAS_LOG_LEVEL'] ?? 'info',
+  };
+  if (candidate.provisioningTokenFile === undefined) delete candidate.provisioningTokenFile;
+
+  const result = serverSettingsSchema.safeParse(candidate);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const key = issue.path.map(String).join('.') || '(settings)';
+      const flag = FLAG_FOR_KEY[key];
+      return { key, flag, message: issue.message };
+    });
+    const text = problems.map((p) => `${p.key}${p.flag ? ` (${p.flag})` : ''}: ${p.message}`).join('; ');
+    throw new CasError('CONFIG_INVALID', `invalid server settings: ${text}`, { details: { problems } });
+  }
+
+  const settings = result.data;
+  const absolute = (path: string): string => (isAbsolute(path) ? path : resolve(cwd, path));
+  return {
+    ...settings,
+    dataDir: absolute(settings.dataDir),
+    platformDir: absolute(settings.platformDir),
+    snapshotDir: absolute(settings.snapshotDir),
+    auditLog: absolute(settings.auditLog),
+    ...(settings.provisioningTokenFile === undefined ? {} : { provisioningTokenFile: absolute(settings.provisioningTokenFile) }),
+  };
+}
+
+/** Parses `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (host 127.0.0.1); returns undefined when malformed. */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(text);
+  if (match === null) return undefined;
+  const port = Number(match[3]);
+  if (!Number.isInteger(port) || port > 65_535) return undefined;
+  const host = match[1] ?? (match[2] === '' ? DEFAULTS.listenHost : match[2]);
+  if (host === undefined) return undefined;
+  return { host, port };
+}
+
+function parseNumber(text: string): number {
+  return /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+}

@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { fastify, LogController } from 'fastify';
+import type { AuditLog } from '../audit/index.js';
+import { HEALTH_PATHS } from '../config/defaults.js';
+import type { ServerSettings } from '../config/settings.js';
+import { createLogger, type Logger } from '../logging/logger.js';
+import { CasDatabase, openPlatform, type Platform } from '../store/index.js';
+import { repoRoot } from '../testing/paths.js';
+import { certificateFingerprint } from '../tls/certificates.js';
+import type { CasApp } from './app-types.js';
+import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
+import { loadOrCreateCasIdentity } from './cas-identity.js';
+import { ConfigurationService } from './configuration.js';
+import { createErrorHandler } from './http-errors.js';
+import { NonceRegistry, randomNonce, type NonceGenerator } from './nonces.js';
+import { Provisioning } from './provisioning.js';
+import { registerApiRoutes } from './routes.js';
+import { SessionService } from './sessions.js';
+
+/** Response header naming the mode; a simulated CAS says `simulation` on every response. */
+export const MODE_HEADER = 'CAS-Mode';
+
+export interface CasServerOptions {
+  settings: ServerSettings;
+  /** Defaults to `casLogger(settings)`. */
+  logger?: Logger;
+  /**
+   * Test-only seam: produces configuration nonces. Only code that calls this factory can set it; neither the
+   * CLI nor the HTTP API can, so a deployed CAS always uses 32 random bytes.
+   */
+  nonceGenerator?: NonceGenerator;
+}
+
+export interface CasServer {
+  /** Starts listening; resolves with the bound address (the port is known even for port 0). */
+  listen(): Promise<{ host: string; port: number; url: string }>;
+  /** Stops accepting requests, waits for those in flight, writes `cas.stopped` and closes audit log and database. */
+  close(reason?: 'signal' | 'shutdown'): Promise<void>;
+  readonly app: CasApp;
+}
+
+/** The server's logger: JSON on stdout, every line carrying `casMode`, so a simulated CAS says so on each. */
+export function casLogger(settings: ServerSettings): Logger {
+  return createLogger({ level: settings.logLevel }).child({ casMode: settings.mode });
+}
+
+/**
+ * Creates a CAS server: opens the platform key and the encrypted database, loads or creates the CAS
+ * identity, opens the audit log and registers the routes. Nothing listens until `listen()`.
+ */
+export async function createCasServer(options: CasServerOptions): Promise<CasServer> {
+  const { settings } = options;
+  const logger = options.logger ?? casLogger(settings);
+  const version = packageVersion();
+  logger.info({ dataDir: settings.dataDir, platformDir: settings.platformDir, auditLog: settings.auditLog, listen: settings.listen, mode: settings.mode, version }, 'CAS starting');
+  if (settings.mode === 'simulation') {
+    logger.warn('CAS runs in simulation mode: its platform key is a file and its evidence proves nothing; use it for development and tests only');
+  }
+
+  const platform: Platform = await openPlatform({ mode: settings.mode, platformDir: settings.platformDir, logger });
+  const db = CasDatabase.open({ dataDir: settings.dataDir, platform, logger, platformDir: settings.platformDir });
+  let audit: AuditLog | undefined;
+  try {
+    const casIdentity = await loadOrCreateCasIdentity(db, settings.listen.host, logger);
+    const opened = await openServerAudit({ db, casIdentity, path: settings.auditLog, logger });
+    audit = opened.audit;
+    const auditLog = opened.audit;
+    await storeAuditHead(db, await auditLog.append({ event: 'cas.started', actor: { kind: 'cas' }, outcome: 'success', details: { mode: settings.mode, version } }));
+
+    const provisioning = new Provisioning(db, settings, logger);
+    await provisioning.prepare();
+
+    const commit = createCommit(db, auditLog);
+    const nonces = new NonceRegistry({ ttlMs: settings.nonceTtlSeconds * 1000, generate: options.nonceGenerator ?? randomNonce });
+    const sessions = new SessionService(db, commit, logger);
+    const configuration = new ConfigurationService(sessions, nonces, {
+      append: async (entry) => {
+        const head = await auditLog.append(entry);
+        await storeAuditHead(db, head);
+        return head;
+      },
+      hmac: (value) => auditLog.hmac(value),
+    }, logger);
+
+    const app = fastify({
+      https: {
+        key: casIdentity.privateKeyPem,
+        cert: casIdentity.certificatePem,
+        // Clients are identified by the key of their certificate, which is usually self-signed, so the
+        // TLS layer requests a certificate but does not validate its issuer; routes that need one check it.
+        requestCert: true,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      },
+      bodyLimit: settings.bodyLimitBytes,
+      loggerInstance: logger,
+      logController: new LogController({ requestIdLogLabel: 'requestId' }),
+      genReqId: () => randomUUID(),
+      return503OnClosing: true,
+    });
+    app.setErrorHandler(createErrorHandler(settings.bodyLimitBytes));
+    app.setNotFoundHandler((request, reply) => {
+      void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${request.method} ${request.url.split('?')[0]}; see docs/api.md`, details: {} } });
+    });
+    app.addHook('onSend', async (_request, reply) => {
+      reply.header(MODE_HEADER, settings.mode);
+    });
+
+    let closing = false;
+    registerHealthRoutes(app, db, () => !closing);
+    registerApiRoutes(app, {
+      mode: settings.mode,
+      version,
+      db,
+      platform,
+      casCertificatePem: casIdentity.certificatePem,
+      auditCertificatePem: opened.auditCertificatePem,
+      auditHead: () => auditLog.head(),
+      provisioning,
+      commit,
+      sessions,
+      configuration,
+      nonces,
+    });
+
+    let closed: Promise<void> | undefined;
+    return {
+      app,
+      async listen() {
+        await app.listen({ host: settings.listen.host, port: settings.listen.port });
+        const address = app.server.address() as AddressInfo;
+        const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        const url = `https://${host}:${address.port}`;
+        logger.info({ url, host: address.address, port: address.port, mode: settings.mode, certificateSha256: certificateFingerprint(casIdentity.certificatePem) }, 'CAS listening');
+        return { host: address.address, port: address.port, url };
+      },
+      close(reason = 'shutdown') {
+        closed ??= (async () => {
+          closing = true;
+          logger.info({ reason }, 'CAS stopping');
+          await app.close();
+          try {
+            await storeAuditHead(db, await auditLog.append({ event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason } }));
+          } finally {
+            await auditLog.close();
+            db.close();
+          }
+          logger.info({ reason }, 'CAS stopped');
+        })();
+        return closed;
+      },
+    };
+  } catch (error) {
+    await audit?.close();
+    db.close();
+    throw error;
+  }
+}
+
+/**
+ * Health endpoints for Kubernetes probes; they need no client certificate. Startup: the database is open
+ * and unsealed. Liveness: the event loop runs this handler and the database answers a query. Readiness:
+ * this instance serves requests as the primary and is not shutting down.
+ */
+function registerHealthRoutes(app: CasApp, db: CasDatabase, serving: () => boolean): void {
+  app.get(HEALTH_PATHS.startup, async (_request, reply) => {
+    if (!db.isOpen) return reply.status(503).send({ status: 'starting' });
+    return { status: 'started' };
+  });
+  app.get(HEALTH_PATHS.liveness, async (request, reply) => {
+    try {
+      db.countSessions();
+      return { status: 'alive' };
+    } catch (error) {
+      request.log.error({ err: error }, 'liveness check: the database did not answer');
+      return reply.status(503).send({ status: 'database not responding' });
+    }
+  });
+  app.get(HEALTH_PATHS.readiness, async (_request, reply) => {
+    // NOTE: there is no primary lease yet; a running, open instance counts as the primary.
+    if (!serving() || !db.isOpen) return reply.status(503).send({ status: 'not ready' });
+    return { status: 'ready' };
+  });
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(`${repoRoot()}/package.json`, 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}

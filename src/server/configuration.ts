@@ -1,0 +1,116 @@
+import type { AuditEventInput, AuditHead } from '../audit/entry.js';
+import { CasError, isCasError } from '../errors/cas-error.js';
+import type { Logger } from '../logging/logger.js';
+import { resolveImports, resolveServiceConfig } from '../secrets/index.js';
+import type { ClientKey } from './client-identity.js';
+import { verifyEvidence } from './evidence/verify.js';
+import type { NonceRegistry } from './nonces.js';
+import type { SessionService } from './sessions.js';
+
+export interface ConfigurationRequest {
+  session: string;
+  service: string;
+  nonce: string;
+  evidence: unknown;
+  /** Untrusted: arguments given on the service's host; they only fill `@@1`, `@@2`, ... */
+  hostArguments: string[];
+  /** Untrusted: host environment values for `\@\@NAME` keys of the service environment. */
+  hostEnvironment: Record<string, string>;
+}
+
+/**
+ * Releases a service's configuration after its evidence is verified. The request arrives on a TLS
+ * connection whose client key the evidence must bind, together with a nonce that this CAS issued to that
+ * same key; so the configuration reaches only the attested key, and evidence cannot be replayed.
+ */
+export class ConfigurationService {
+  constructor(
+    private readonly sessions: SessionService,
+    private readonly nonces: NonceRegistry,
+    private readonly audit: { append(entry: AuditEventInput): Promise<AuditHead>; hmac(value: string): string },
+    private readonly logger: Logger,
+  ) {}
+
+  async release(request: ConfigurationRequest, client: ClientKey): Promise<unknown> {
+    const actor = { kind: 'service' as const, session: request.session, service: request.service };
+    try {
+      const configuration = await this.verifyAndResolve(request, client);
+      await this.audit.append({
+        event: 'config.released',
+        actor,
+        target: { session: request.session, service: request.service },
+        outcome: 'success',
+        details: { configHmac: this.audit.hmac(JSON.stringify(configuration)) },
+      });
+      this.logger.info({ session: request.session, service: request.service }, 'configuration released');
+      return configuration;
+    } catch (error) {
+      if (isCasError(error) && error.code !== 'AUDIT_APPEND_FAILED') await this.recordRejection(request, error);
+      throw error;
+    }
+  }
+
+  private async verifyAndResolve(request: ConfigurationRequest, client: ClientKey): Promise<unknown> {
+    this.nonces.consume(request.nonce, client.keyHash);
+
+    const stored = this.sessions.load(request.session);
+    if (stored === undefined) {
+      throw new CasError('SESSION_NOT_FOUND', `session "${request.session}" does not exist`, { details: { session: request.session } });
+    }
+    const service = stored.session.services.find((candidate) => candidate.name === request.service);
+    if (service === undefined) {
+      throw new CasError('SERVICE_NOT_FOUND', `session "${request.session}" has no service "${request.service}"; it has: ${stored.session.services.map((s) => s.name).join(', ') || 'no services'}`, {
+        details: { session: request.session, service: request.service },
+      });
+    }
+
+    const verified = await verifyEvidence(request.evidence, { nonce: request.nonce, publicKeyDer: client.spkiDer });
+    if (verified.simulated && stored.session.security.mode !== 'none') {
+      throw new CasError(
+        'SIMULATION_NOT_ALLOWED',
+        `session "${request.session}" requires hardware attestation (security.attestation.mode is "${stored.session.security.mode}"), but the service presented simulated evidence, which proves nothing; set mode: none only for development sessions`,
+        { details: { session: request.session, service: request.service } },
+      );
+    }
+    if (!verified.simulated) {
+      // NOTE: hardware evidence verifiers plug into verifyEvidence; matching their claims against the
+      // service's attestation variants belongs here once one is registered.
+      throw new CasError('ATTESTATION_REJECTED', `evidence of type "${verified.type}" cannot yet be matched against the attestation policy of session "${request.session}"`);
+    }
+
+    await this.audit.append({
+      event: 'service.attested',
+      actor: { kind: 'service', session: request.session, service: request.service },
+      target: { session: request.session, service: request.service },
+      outcome: 'success',
+      details: { evidenceType: 'simulated', measurements: {}, tcbStatus: 'NotApplicable' },
+    });
+
+    // Imports are resolved again, so the service sees the exporters' current values.
+    const importedSecrets = await resolveImports(stored.session, this.sessions.importer());
+    const configuration = resolveServiceConfig({
+      session: stored.session,
+      serviceName: request.service,
+      secrets: stored.secrets,
+      importedSecrets,
+      hostArgs: request.hostArguments,
+      hostEnv: request.hostEnvironment,
+    });
+    return { session: request.session, service: request.service, ...configuration };
+  }
+
+  /** Audits a rejected request; a failure to do so is logged and does not hide the rejection itself. */
+  private async recordRejection(request: ConfigurationRequest, error: CasError): Promise<void> {
+    try {
+      await this.audit.append({
+        event: 'service.rejected',
+        actor: { kind: 'service', session: request.session, service: request.service },
+        target: { session: request.session, service: request.service },
+        outcome: 'denied',
+        details: { reason: error.code },
+      });
+    } catch (auditError) {
+      this.logger.error({ err: auditError, session: request.session, service: request.service }, 'could not audit a rejected configuration request');
+    }
+  }
+}

@@ -1,0 +1,188 @@
+import { CasError } from '../errors/cas-error.js';
+import type { Logger } from '../logging/logger.js';
+import { isAllowed, parentNamespaces } from '../policy/access.js';
+import { parseSession, renderSessionForRead, sessionHash } from '../policy/index.js';
+import type { Session } from '../policy/types.js';
+import { createImportResolver, generateSecrets, type GeneratedSecrets } from '../secrets/index.js';
+import type { CasDatabase, SessionRecord } from '../store/index.js';
+import type { ClientKey } from './client-identity.js';
+import type { CommitChange } from './provisioning.js';
+
+/** A stored session with its parsed form. */
+export interface StoredSession {
+  record: SessionRecord;
+  session: Session;
+  secrets: GeneratedSecrets;
+}
+
+export interface SessionSummary {
+  name: string;
+  hash: string;
+}
+
+/**
+ * Session create, update, read, list and delete with access-policy checks. Every change runs as one
+ * writer: the checks against the current state, the audit entry and the database commit happen without
+ * another writer in between, so a stale predecessor is always detected.
+ */
+export class SessionService {
+  constructor(
+    private readonly db: CasDatabase,
+    private readonly commit: CommitChange,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Loads a session and its secrets; undefined when no session has that name. */
+  load(name: string): StoredSession | undefined {
+    const record = this.db.getSession(name);
+    if (record === undefined) return undefined;
+    return { record, session: record.data as Session, secrets: record.secrets as GeneratedSecrets };
+  }
+
+  async create(text: string, client: ClientKey): Promise<SessionSummary> {
+    const session = parseSession(text);
+    if (session.predecessor !== undefined) {
+      throw new CasError('SESSION_CONFLICT', `session "${session.name}" has a predecessor, but a new session must not have one; use cas session update to change an existing session`, {
+        details: { session: session.name },
+      });
+    }
+
+    return this.db.writeGate.run(async () => {
+      if (this.db.getSession(session.name) !== undefined) {
+        throw new CasError('SESSION_EXISTS', `session "${session.name}" already exists; use cas session update to change it`, { details: { session: session.name } });
+      }
+      this.checkParentAllows(session.name, client);
+
+      const secrets = await generateSecrets(session, undefined, this.importer());
+      const hash = sessionHash(session);
+      const now = new Date().toISOString();
+      const record: SessionRecord = { name: session.name, hash, text, creatorKeyHash: client.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
+      await this.commit(
+        { event: 'session.created', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: session.name }, outcome: 'success', details: { sessionHash: hash } },
+        () => this.db.putSession(record),
+      );
+      this.logger.info({ session: session.name, sessionHash: hash }, 'session created');
+      return { name: session.name, hash };
+    });
+  }
+
+  async update(name: string, text: string, client: ClientKey): Promise<SessionSummary> {
+    const session = parseSession(text);
+    if (session.name !== name) {
+      throw new CasError('INVALID_ARGUMENT', `the session document is named "${session.name}" but the request updates "${name}"`, { details: { session: name } });
+    }
+
+    return this.db.writeGate.run(async () => {
+      const current = this.requireAllowed(name, client, 'update');
+      if (session.predecessor === undefined) {
+        throw new CasError('SESSION_CONFLICT', `updating session "${name}" needs predecessor: ${current.record.hash} (its current hash); cas session update fills it in`, {
+          details: { session: name, current: current.record.hash },
+        });
+      }
+      if (session.predecessor !== current.record.hash) {
+        throw new CasError('SESSION_CONFLICT', `session "${name}" changed since this update was prepared: predecessor is ${session.predecessor} but the current hash is ${current.record.hash}; read the session again and reapply the change`, {
+          details: { session: name, predecessor: session.predecessor, current: current.record.hash },
+        });
+      }
+
+      const secrets = await generateSecrets(session, current.secrets, this.importer());
+      const hash = sessionHash(session);
+      const record: SessionRecord = {
+        ...current.record,
+        hash,
+        predecessor: current.record.hash,
+        text,
+        updatedAt: new Date().toISOString(),
+        secrets,
+        data: session,
+      };
+      await this.commit(
+        {
+          event: 'session.updated',
+          actor: { kind: 'client', keyHash: client.keyHash },
+          target: { session: name },
+          outcome: 'success',
+          details: { sessionHash: hash, predecessor: current.record.hash },
+        },
+        () => this.db.putSession(record),
+      );
+      this.logger.info({ session: name, sessionHash: hash, predecessor: current.record.hash }, 'session updated');
+      return { name, hash };
+    });
+  }
+
+  /** The session for a reader: the document with secret values withheld, never generated secrets. */
+  read(name: string, client: ClientKey): { name: string; hash: string; predecessor?: string; creatorKeyHash: string; session: string } {
+    const stored = this.requireAllowed(name, client, 'read');
+    return {
+      name,
+      hash: stored.record.hash,
+      ...(stored.record.predecessor === undefined ? {} : { predecessor: stored.record.predecessor }),
+      creatorKeyHash: stored.record.creatorKeyHash,
+      session: renderSessionForRead(stored.session, stored.record.text),
+    };
+  }
+
+  /** Names and hashes of the sessions the client may read. */
+  list(client: ClientKey): SessionSummary[] {
+    const visible: SessionSummary[] = [];
+    for (const name of this.db.listSessionNames()) {
+      const stored = this.load(name);
+      if (stored !== undefined && isAllowed(stored.session.accessPolicy, 'read', client, stored.record.creatorKeyHash)) {
+        visible.push({ name, hash: stored.record.hash });
+      }
+    }
+    return visible;
+  }
+
+  /** Deletes a session; needs `update` permission. Sessions below it stay, as in a file system they would not. */
+  async delete(name: string, client: ClientKey): Promise<void> {
+    await this.db.writeGate.run(async () => {
+      const current = this.requireAllowed(name, client, 'update');
+      await this.commit(
+        { event: 'session.deleted', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: name }, outcome: 'success', details: { sessionHash: current.record.hash } },
+        () => this.db.deleteSession(name),
+      );
+      this.logger.info({ session: name, sessionHash: current.record.hash }, 'session deleted');
+    });
+  }
+
+  /** Loads a session and checks that the client may perform the action on it. */
+  private requireAllowed(name: string, client: ClientKey, action: 'read' | 'update'): StoredSession {
+    const stored = this.load(name);
+    if (stored === undefined) {
+      throw new CasError('SESSION_NOT_FOUND', `session "${name}" does not exist`, { details: { session: name } });
+    }
+    if (!isAllowed(stored.session.accessPolicy, action, client, stored.record.creatorKeyHash)) {
+      throw new CasError('PERMISSION_DENIED', `the client key ${client.keyHash} may not ${action} session "${name}" (access_policy.${action})`, {
+        details: { session: name, action, clientKeyHash: client.keyHash },
+      });
+    }
+    return stored;
+  }
+
+  /** The importer for generateSecrets: reads exporting sessions from the database and enforces their exports. */
+  importer(): ReturnType<typeof createImportResolver> {
+    return createImportResolver((name) => {
+      const stored = this.load(name);
+      return stored === undefined ? undefined : { session: stored.session, secrets: stored.secrets, hash: stored.record.hash };
+    });
+  }
+
+  /** A namespaced session `a/b` needs `create_sessions` permission on its parent session `a`. */
+  private checkParentAllows(name: string, client: ClientKey): void {
+    const parent = parentNamespaces(name).at(-1);
+    if (parent === undefined) return;
+    const stored = this.load(parent);
+    if (stored === undefined) {
+      throw new CasError('SESSION_NOT_FOUND', `session "${name}" lies in namespace "${parent}", which does not exist; create session "${parent}" first`, {
+        details: { session: name, parent },
+      });
+    }
+    if (!isAllowed(stored.session.accessPolicy, 'create_sessions', client, stored.record.creatorKeyHash)) {
+      throw new CasError('PERMISSION_DENIED', `the client key ${client.keyHash} may not create sessions in namespace "${parent}" (access_policy.create_sessions of "${parent}")`, {
+        details: { session: name, parent, clientKeyHash: client.keyHash },
+      });
+    }
+  }
+}
