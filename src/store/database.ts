@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FILE_NAMES } from '../config/defaults.js';
@@ -108,7 +108,7 @@ export class CasDatabase {
     if (!keyStoreExists) {
       throw new CasError(
         'KEY_STORE_INVALID',
-        `Key store ${paths.keyStore} is missing, but database ${paths.database} exists; without the key store the database cannot be decrypted. Restore the key store from the snapshot that contains this database.`,
+        `Key store ${paths.keyStore} is missing, but database ${paths.database} exists; without the key store the database cannot be decrypted. Restore the key store from the snapshot that contains this database. If no CAS ever started successfully on ${options.dataDir}, remove ${paths.database} to create a new database.`,
       );
     }
     if (!databaseExists) {
@@ -121,11 +121,10 @@ export class CasDatabase {
   }
 
   private static create(options: OpenDatabaseOptions, paths: CasDatabase['paths'], logger: Logger): CasDatabase {
-    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-    const databaseKey = randomBytes(DATABASE_KEY_LENGTH);
     if (options.platform.mode === 'hardware' && options.evidenceType === undefined) {
       throw new CasError('INVALID_ARGUMENT', 'Creating a database on a hardware platform needs the evidence type of that platform');
     }
+    const databaseKey = randomBytes(DATABASE_KEY_LENGTH);
     const keyStore = KeyStore.create(databaseKey, {
       publicKeyPem: options.platform.publicKeyPem,
       evidenceType: options.evidenceType ?? 'simulation',
@@ -133,25 +132,34 @@ export class CasDatabase {
     });
 
     // SQLite gives the -wal and -shm files the permissions of the database file, so creating it 0600 first
-    // keeps all three private.
-    closeSync(openSync(paths.database, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-    const db = openSqlite(paths.database, false, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
-    const store = new CasDatabase({ db, databaseKey, keyStore, platformId: options.platform.id, paths, logger, readOnly: false });
+    // keeps all three private. O_EXCL makes a concurrent creator fail here instead of sharing the file.
     try {
+      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      closeSync(openSync(paths.database, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
+    } catch (error) {
+      throw toDatabaseError(error, `Cannot create database ${paths.database}`);
+    }
+    let db: Database.Database | undefined;
+    try {
+      db = openSqlite(paths.database, false, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
+      const store = new CasDatabase({ db, databaseKey, keyStore, platformId: options.platform.id, paths, logger, readOnly: false });
       db.pragma(`application_id = ${APPLICATION_ID}`);
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
       db.exec(SCHEMA);
       store.writeRow('store_info', Buffer.from('key_check'), KEY_CHECK_PLAINTEXT);
       store.writeRow('store_info', Buffer.from('change_counter'), encodeCounter(0n));
+      // The key store is written last. A crash before this line leaves an empty database without a key
+      // store, which the next open reports instead of silently starting over.
+      keyStore.writeAtomic(paths.keyStore, databaseKey);
+      logger.info({ database: paths.database, keyStore: paths.keyStore, platformId: options.platform.id }, 'created encrypted database');
+      return store;
     } catch (error) {
-      db.close();
+      // The new database contains no data yet, so removing it lets the next start try again from scratch.
+      db?.close();
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${paths.database}${suffix}`, { force: true });
+      rmSync(paths.keyStore, { force: true });
       throw toDatabaseError(error, `Cannot create database ${paths.database}`);
     }
-    // The key store is written last: a crash before this line leaves a database without a key store, which
-    // the next open reports instead of silently starting over.
-    keyStore.writeAtomic(paths.keyStore, databaseKey);
-    logger.info({ database: paths.database, keyStore: paths.keyStore, platformId: options.platform.id }, 'created encrypted database');
-    return store;
   }
 
   private static openExisting(options: OpenDatabaseOptions, paths: CasDatabase['paths'], logger: Logger, readOnly: boolean): CasDatabase {
