@@ -120,7 +120,7 @@ describe('CasDatabase.open', () => {
     const document = JSON.parse(readFileSync(db.paths.keyStore, 'utf8'));
     document.entries[0].registeredAt = '2020-01-01T00:00:00.000Z';
     writeFileSync(db.paths.keyStore, JSON.stringify(document));
-    assert.throws(() => CasDatabase.open({ dataDir, platform }), withCode('KEY_STORE_INVALID', /MAC/));
+    assert.throws(() => CasDatabase.open({ dataDir, platform }), withCode('KEY_STORE_INVALID', /MAC verification failed/));
   });
 
   it('fails with DATABASE_ERROR for a file that is not a database', async () => {

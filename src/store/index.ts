@@ -11,6 +11,7 @@ export { WriteGate } from './write-gate.js';
 export {
   openPlatform,
   loadOrCreateSimulationPlatform,
+  simulationPlatform,
   verifyPlatformSignature,
   platformIdFromPublicKeyPem,
   PLATFORM_SIGNATURE_CONTEXT,

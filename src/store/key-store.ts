@@ -92,7 +92,7 @@ export class KeyStore {
 
   /**
    * Adds an entry. Idempotent: returns false and keeps the existing entry when the platform is already
-   * present with the same public key. Throws INVALID_ARGUMENT when the entry's id does not match its key.
+   * present with the same public key. Throws KEY_STORE_INVALID for a malformed entry, for example one whose id does not match its key.
    */
   addEntry(entry: KeyStoreEntry): boolean {
     const checked = parseEntry(entryToJson(entry), this.list.length, 'the new entry');
@@ -139,7 +139,7 @@ export class KeyStore {
   verifyMac(databaseKey: Buffer, source: string): void {
     const expected = computeMac(databaseKey, this.list);
     if (this.mac === undefined || !timingSafeEqual(this.mac, expected)) {
-      throw invalid(source, 'the MAC over the entries does not verify, so the file was altered or belongs to another database');
+      throw invalid(source, 'MAC verification failed, so the file was altered or belongs to another database');
     }
   }
 
