@@ -84,5 +84,6 @@ export async function issueCertificate(request: CertificateRequest): Promise<str
     signingAlgorithm: webCryptoAlgorithms(request.signer.keyType).signingAlgorithm,
     extensions,
   });
-  return certificate.toString('pem');
+  const pem = certificate.toString('pem');
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
 }
