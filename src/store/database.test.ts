@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -10,6 +12,7 @@ import { CasDatabase } from './database.js';
 import { loadOrCreateSimulationPlatform } from './platform.js';
 import type { Platform, SessionRecord } from './types.js';
 
+const execFileAsync = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'cas-database-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 let counter = 0;
@@ -36,10 +39,17 @@ function withCode(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolea
   };
 }
 
-async function newDatabase(label: string): Promise<{ dataDir: string; platform: Platform; db: CasDatabase }> {
+async function newDatabase(label: string): Promise<{ dataDir: string; platformDir: string; platform: Platform; db: CasDatabase }> {
   const dataDir = freshDir(label);
-  const platform = await loadOrCreateSimulationPlatform(freshDir(`${label}-platform`));
-  return { dataDir, platform, db: CasDatabase.open({ dataDir, platform }) };
+  const platformDir = freshDir(`${label}-platform`);
+  const platform = await loadOrCreateSimulationPlatform(platformDir);
+  return { dataDir, platformDir, platform, db: CasDatabase.open({ dataDir, platform }) };
+}
+
+/** Runs an ES module script in a new Node.js process and returns its standard output. */
+async function runNode(script: string): Promise<string> {
+  const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 });
+  return stdout;
 }
 
 function storedFiles(dataDir: string): Buffer[] {
@@ -392,6 +402,50 @@ describe('CasDatabase platforms', () => {
     await assert.rejects(removing.writeGate.run(() => removing.removePlatform(primary.id)), withCode('INVALID_ARGUMENT'));
     removing.close();
     assert.throws(() => CasDatabase.open({ dataDir, platform: backup, platformDir: backupDir }), noEntry);
+  });
+});
+
+describe('CasDatabase.addPlatform failures', () => {
+  it('undoes the entry when the key store cannot be written', async () => {
+    const { dataDir, platform, db } = await newDatabase('unwritable');
+    const other = await loadOrCreateSimulationPlatform(freshDir('unwritable-other'));
+    const keyStoreBytes = readFileSync(db.paths.keyStore);
+    rmSync(db.paths.keyStore);
+    mkdirSync(join(db.paths.keyStore, 'blocker'), { recursive: true });
+    const registration = { publicKeyPem: other.publicKeyPem, evidenceType: 'simulation' as const, registeredBy: 'owner' };
+    await assert.rejects(db.writeGate.run(() => db.addPlatform(registration)), withCode('DATABASE_ERROR', /cas\.key-store/));
+    assert.deepEqual(db.listPlatforms().map((entry) => entry.platformId), [platform.id]);
+
+    rmSync(db.paths.keyStore, { recursive: true });
+    writeFileSync(db.paths.keyStore, keyStoreBytes, { mode: 0o600 });
+    const { added } = await db.writeGate.run(() => db.addPlatform(registration));
+    assert.equal(added, true);
+    db.close();
+    const onOther = CasDatabase.open({ dataDir, platform: other });
+    onOther.close();
+  });
+});
+
+describe('CasDatabase in two processes', () => {
+  it('rejects a second process while the first has it open', async () => {
+    const { dataDir, platformDir, db } = await newDatabase('two-processes');
+    const databaseModule = new URL('./database.js', import.meta.url).href;
+    const platformModule = new URL('./platform.js', import.meta.url).href;
+    const script = `
+      const { CasDatabase } = await import(${JSON.stringify(databaseModule)});
+      const { loadOrCreateSimulationPlatform } = await import(${JSON.stringify(platformModule)});
+      const platform = await loadOrCreateSimulationPlatform(${JSON.stringify(platformDir)});
+      try {
+        CasDatabase.open({ dataDir: ${JSON.stringify(dataDir)}, platform, busyTimeoutMs: 50 }).close();
+        console.log('opened');
+      } catch (error) {
+        console.log(error.code + ' ' + error.message);
+      }`;
+    const whileOpen = await runNode(script);
+    assert.match(whileOpen, /^DATABASE_ERROR .*locked by another process/);
+    db.close();
+    const afterClose = await runNode(script);
+    assert.equal(afterClose.trim(), 'opened');
   });
 });
 

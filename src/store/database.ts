@@ -300,8 +300,7 @@ export class CasDatabase {
     this.assertWritable('addPlatform');
     const result = this.keyStore.addPlatform(this.databaseKey, registration);
     if (result.added) {
-      this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
-      this.transaction(() => this.bumpCounter());
+      this.commitKeyStoreChange(() => this.keyStore.removeEntry(result.entry.platformId));
       this.logger.info({ platformId: result.entry.platformId, evidenceType: result.entry.evidenceType, registeredBy: result.entry.registeredBy }, 'platform added to key store');
     }
     return result;
@@ -313,11 +312,27 @@ export class CasDatabase {
     if (platformId === this.platformId) {
       throw new CasError('INVALID_ARGUMENT', `Platform ${platformId} is the platform of this CAS; removing its entry would lock this CAS out of its database`);
     }
-    if (!this.keyStore.removeEntry(platformId)) return false;
-    this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
-    this.transaction(() => this.bumpCounter());
+    const entry = this.keyStore.entry(platformId);
+    if (entry === undefined) return false;
+    this.keyStore.removeEntry(platformId);
+    this.commitKeyStoreChange(() => this.keyStore.addEntry(entry));
     this.logger.info({ platformId }, 'platform removed from key store');
     return true;
+  }
+
+  /**
+   * Counts a change of the in-memory key store and writes it to disk, undoing the in-memory change when the
+   * write fails. The counter is committed first: if the file write then fails, the counter is one ahead of
+   * the files, which costs one redundant snapshot, never a missed one.
+   */
+  private commitKeyStoreChange(undo: () => unknown): void {
+    try {
+      this.transaction(() => this.bumpCounter());
+      this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
+    } catch (error) {
+      undo();
+      throw error;
+    }
   }
 
   // --- keys, files and lifetime ----------------------------------------------------------------------------
