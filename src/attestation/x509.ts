@@ -1,4 +1,4 @@
-import { X509Certificate, createPublicKey, verify as verifySignature, constants, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, createPublicKey, verify as verifySignature, constants, type KeyObject } from 'node:crypto';
 import { CasError } from '../errors/cas-error.js';
 import { DerReader, TAG, contextTag, type Tlv } from './der.js';
 
@@ -280,6 +280,13 @@ export function verifyChain(chain: Certificate[], options: ChainOptions): Certif
   const path = [...chain];
   if (path[path.length - 1]!.der.equals(root.der)) path.pop();
   if (path.length === 0) throw new CasError('CERT_CHAIN_INVALID', `${what} contains only the root certificate`);
+  const last = path[path.length - 1]!;
+  if (last.subject.equals(last.issuer)) {
+    throw new CasError(
+      'CERT_CHAIN_INVALID',
+      `${what} ends in the self-signed "${last.subjectCn}" (SHA-256 ${createHash('sha256').update(last.der).digest('hex')}), which is not the trusted root; check the root CA`,
+    );
+  }
   for (const cert of path) {
     if (cert.der.equals(root.der)) throw new CasError('CERT_CHAIN_INVALID', `${what} contains the root certificate before its end`);
   }

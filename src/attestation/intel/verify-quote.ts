@@ -29,11 +29,11 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
   const teeType = quote.header.teeType === TEE_TYPE_TDX ? 'tdx' : 'sgx';
   const root = certificateFromPemOrDer(options.rootCa ?? INTEL_SGX_ROOT_CA_PEM, 'root CA');
 
+  // The PCK certificate chain from the quote, and its revocation status.
+  const pckPath = verifyChain(certificatesFromPem(quote.pckChainPem, 'quote PCK certificate chain'), { root, at, what: 'PCK certificate chain' });
   const rootCrl = parseCrl(collateral.rootCaCrl);
   checkCrl(rootCrl, root, at, ROOT_CA_CRL);
-
-  // The PCK certificate chain from the quote, and its revocation status.
-  const pckPath = verifyIssuedChain(certificatesFromPem(quote.pckChainPem, 'quote PCK certificate chain'), root, rootCrl, at, 'PCK certificate chain');
+  checkIntermediates(pckPath, root, rootCrl);
   const pck = pckPath[0]!;
   if (!pck.subjectCn.includes('SGX PCK Certificate')) {
     throw new CasError('CERT_CHAIN_INVALID', `the leaf of the PCK certificate chain is "${pck.subjectCn}", not an SGX PCK Certificate`);
@@ -111,13 +111,18 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
   };
 }
 
-/** Verifies a chain to the root and checks every CA below the root against the root CA CRL. */
+/** Verifies a chain to the root and checks the certificates that the root issued against the root CA CRL. */
 function verifyIssuedChain(chain: Certificate[], root: Certificate, rootCrl: Crl, at: Date, what: string): Certificate[] {
   const path = verifyChain(chain, { root, at, what });
+  checkIntermediates(path, root, rootCrl);
+  return path;
+}
+
+/** Checks the certificates that the root issued against the root CA CRL. */
+function checkIntermediates(path: Certificate[], root: Certificate, rootCrl: Crl): void {
   for (let i = 0; i < path.length - 1; i++) {
     if (path[i + 1] === root) checkNotRevoked(path[i]!, rootCrl, ROOT_CA_CRL);
   }
-  return path;
 }
 
 function checkSignedJson(text: string, signature: Buffer, signer: Certificate, what: string): void {
