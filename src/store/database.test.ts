@@ -340,6 +340,8 @@ describe('CasDatabase sessions and meta', () => {
     db.close();
     db.close();
     assert.throws(() => db.getSession('x'), withCode('DATABASE_ERROR', /closed/));
+    assert.throws(() => db.deriveApplicationKey('cas/v1/app/audit'), withCode('DATABASE_ERROR', /closed/));
+    await assert.rejects(db.writeGate.run(() => db.putMeta('x', Buffer.alloc(1))), withCode('DATABASE_ERROR', /closed/));
   });
 });
 

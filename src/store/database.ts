@@ -342,6 +342,7 @@ export class CasDatabase {
    * HKDF-SHA-256. `label` must start with `cas/v1/app/`, so no caller can derive one of the store's own keys.
    */
   deriveApplicationKey(label: string): Buffer {
+    this.assertOpen();
     if (!label.startsWith(APPLICATION_LABEL_PREFIX) || label.length === APPLICATION_LABEL_PREFIX.length) {
       throw new CasError('INTERNAL', `Application key labels start with ${APPLICATION_LABEL_PREFIX} and name a purpose; got ${JSON.stringify(label)}`);
     }
@@ -391,6 +392,7 @@ export class CasDatabase {
       this.closed = true;
       this.db.close();
       this.databaseKey.fill(0);
+      for (const key of Object.values(this.keys)) key.fill(0);
       this.logger.info({ database: this.paths.database }, 'closed database');
     }
   }
