@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FILE_NAMES } from '../config/defaults.js';
@@ -15,6 +15,9 @@ import type { KeyStoreEntry, Platform, PlatformMode } from './types.js';
  */
 export const PLATFORM_SIGNATURE_CONTEXT = Buffer.from('CAS platform signature v1\0', 'ascii');
 
+/** Device files through which Linux exposes SGX enclaves, TDX guest reports and SEV-SNP guest reports. */
+const TEE_DEVICES = ['/dev/sgx_enclave', '/dev/tdx_guest', '/dev/sev-guest'];
+
 export interface OpenPlatformOptions {
   mode: PlatformMode;
   /** Directory of the platform key file (simulation mode). */
@@ -27,10 +30,15 @@ export async function openPlatform(options: OpenPlatformOptions): Promise<Platfo
   if (options.mode === 'hardware') {
     // NOTE: hardware mode needs the platform key sealed by the TEE (SGX sealing or a TDX/SNP derived key).
     // This implementation has no sealing backend, so hardware mode cannot open a platform.
+    const devices = TEE_DEVICES.filter((device) => existsSync(device));
+    const reason =
+      devices.length === 0
+        ? `sealing the platform key needs a TEE, this machine has none of ${TEE_DEVICES.join(', ')}, and this build has no TEE sealing support`
+        : `this machine has ${devices.join(', ')}, but this build has no support for sealing the platform key with a TEE`;
     throw new CasError(
       'PLATFORM_KEY_ERROR',
-      'Hardware mode is unavailable: sealing the platform key needs a TEE, and this build has no TEE sealing support. Run with --mode simulation.',
-      { details: { mode: 'hardware' } },
+      `Hardware mode is unavailable: ${reason}. Run with --mode simulation.`,
+      { details: { mode: 'hardware', teeDevices: devices } },
     );
   }
   return loadOrCreateSimulationPlatform(options.platformDir, options.logger);
