@@ -103,11 +103,13 @@ function variantDocument(variant: AttestationVariant): Record<string, unknown> {
 }
 
 function secretDocument(secret: SecretDeclaration, redact: boolean): Record<string, unknown> {
+  let value: string | undefined;
+  if (secret.value !== undefined) value = redact ? REDACTED_VALUE : secret.value;
   const out = dropUndefined({
     name: secret.name,
     kind: secret.kind,
     size: secret.size,
-    value: secret.value === undefined ? undefined : redact ? REDACTED_VALUE : secret.value,
+    value,
     migrate: secret.migrate ? true : undefined,
     key_type: secret.keyType,
     private_key: secret.privateKey,

@@ -74,6 +74,12 @@ describe('sessionHash', () => {
     assert.equal(sessionHash(a), sessionHash(b));
   });
 
+  it('is equal for defaults written out and single exports', () => {
+    const a = parseSession('name: h\nversion: "0.3"\nsecrets:\n  - {name: s, kind: ascii, export: {session: x}}\n');
+    const b = parseSession('name: h\nversion: "0.3"\nsecrets:\n  - {name: s, kind: ascii, export: [{session: x}]}\naccess_policy: {read: [CREATOR], update: [CREATOR], create_sessions: [CREATOR]}\nsecurity: {attestation: {mode: hardware}}\n');
+    assert.equal(sessionHash(a), sessionHash(b));
+  });
+
   it('changes when content changes', () => {
     const a = parseSession('name: h\nversion: "0.3"\n');
     const b = parseSession('name: h\nversion: "0.3"\naccess_policy: {read: [ANY]}\n');

@@ -89,9 +89,9 @@ export function loadYaml(text: string): SessionSource {
 function findKeyNode(doc: Document, path: KeyPath): Node | undefined {
   const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
   if (!isMap(parent)) return undefined;
-  const wanted = path[path.length - 1];
+  const keyName = path[path.length - 1];
   for (const item of parent.items) {
-    if (isPair(item) && isScalar(item.key) && item.key.value === wanted) return item.key;
+    if (isPair(item) && isScalar(item.key) && item.key.value === keyName) return item.key;
   }
   return undefined;
 }

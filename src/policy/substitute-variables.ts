@@ -3,7 +3,7 @@ const VARIABLE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)
 
 /**
  * Replaces `$NAME` and `${NAME}` for the names in `vars` (the `-e NAME=VALUE` options of
- * `cas session create`) and leaves everything else as written: variables not in `vars`, `$$` (so
+ * `cas session create`). Everything else stays as written: variables not in `vars`, `$$` (so
  * `$$SCONE::secret$$` placeholders are never touched), and `$NAME_SUFFIX` when only `NAME` is given,
  * because like a shell the longest name after `$` is the variable. Values are inserted literally.
  */

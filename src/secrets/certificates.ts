@@ -30,7 +30,7 @@ export interface CertificateRequest {
 
 /**
  * Issues an X.509 v3 certificate with @peculiar/x509 and returns it as PEM. CA certificates get
- * basicConstraints cA (critical) and keyUsage keyCertSign and cRLSign; leaf certificates get
+ * basicConstraints cA (critical) and keyUsage keyCertSign and cRLSign. Leaf certificates get
  * digitalSignature (plus keyEncipherment for RSA), extendedKeyUsage from `endpoint`, and the DNS names and
  * IP addresses as subjectAltName. The serial number is 16 random bytes with the top bit cleared.
  */

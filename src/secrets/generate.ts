@@ -122,7 +122,7 @@ function producePrivateKey(declaration: SecretDeclaration, reusable: StoredSecre
   if (declaration.value !== undefined) {
     const pair = normaliseKeyPair(declaration.value);
     const type = keyTypeOf(pair.key);
-    if ('unsupported' in type) throw referenceError(`secret "${declaration.name}" holds an unsupported key: ${type.unsupported}`, declaration.name);
+    if ('unsupported' in type) throw referenceError(`secret "${declaration.name}" contains an unsupported key: ${type.unsupported}; use P-256, P-384, Ed25519, RSA-2048 or RSA-3072`, declaration.name);
     return { kind: 'private-key', keyType: type.keyType, privateKeyPem: pair.privateKeyPem, publicKeyPem: pair.publicKeyPem, fingerprint, origin: 'explicit' };
   }
   if (declaration.migrate && reusable?.kind === 'private-key') return reusable;
@@ -202,7 +202,7 @@ interface CertificateKey {
   keyType: KeyType;
 }
 
-/** The key a certificate is for: the named private-key secret, or its own key kept under `migrate`. */
+/** Selects the certificate's key: the named private-key secret, or its own key (kept under `migrate`). */
 async function certificateKey(
   declaration: SecretDeclaration,
   previous: StoredCertificate | undefined,

@@ -14,7 +14,7 @@ export interface ExportingSession {
 /**
  * Builds the importer that `generateSecrets` and `resolveImports` call. It admits an import only when the
  * exporter's declaration lists the importing session (by name, or a namespace above it) and any
- * `session_hash` pin matches; `export_public` admits every session to the public part. A secret that the
+ * `session_hash` pin matches. `export_public` admits every session to the public part. A secret that the
  * exporter imported itself is followed to its origin, and a cycle is rejected with the chain in the message.
  */
 export function createImportResolver(lookup: (name: string) => ExportingSession | undefined): SecretImporter {
@@ -77,7 +77,7 @@ export function createImportResolver(lookup: (name: string) => ExportingSession 
   };
 }
 
-/** Whether `declaration.export` admits `importingSession` (with its hash, when a target pins one). */
+/** Checks whether `declaration.export` admits `importingSession` (with its hash, when a target pins one). */
 export function exportAllows(declaration: SecretDeclaration, importingSession: string, importingSessionHash: string | undefined): boolean {
   return declaration.export.some((target) => {
     const nameMatches =

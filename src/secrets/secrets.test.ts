@@ -44,7 +44,9 @@ describe('generateSecrets kinds', () => {
     const a = out.secrets['a'];
     assert.ok(a?.kind === 'ascii');
     assert.match(a.value, /^[A-Za-z0-9]{40}$/);
-    assert.ok(out.secrets['d']?.kind === 'ascii' && out.secrets['d'].value.length === 32);
+    const d = out.secrets['d'];
+    assert.ok(d?.kind === 'ascii');
+    assert.equal(d.value.length, 32);
     const b = out.secrets['b'];
     assert.ok(b?.kind === 'binary');
     assert.equal(Buffer.from(b.valueBase64, 'base64').length, 20);
@@ -54,8 +56,12 @@ describe('generateSecrets kinds', () => {
   it('uses explicit values as given', async () => {
     const s = session('secrets:\n  - {name: a, kind: ascii, value: "007"}\n  - {name: b, kind: binary, value: "00ff10"}\n');
     const out = await generateSecrets(s, undefined, noImports);
-    assert.ok(out.secrets['a']?.kind === 'ascii' && out.secrets['a'].value === '007');
-    assert.ok(out.secrets['b']?.kind === 'binary' && out.secrets['b'].valueBase64 === Buffer.from([0, 255, 16]).toString('base64'));
+    const a = out.secrets['a'];
+    const b = out.secrets['b'];
+    assert.ok(a?.kind === 'ascii');
+    assert.equal(a.value, '007');
+    assert.ok(b?.kind === 'binary');
+    assert.equal(b.valueBase64, Buffer.from([0, 255, 16]).toString('base64'));
   });
 
   for (const [keyType, check] of [
@@ -171,7 +177,9 @@ describe('generateSecrets updates', () => {
     const first = await generateSecrets(session(body), undefined, noImports);
     const changed = body.replace('{name: pw, kind: ascii}', '{name: pw, kind: ascii, size: 12}').replace('{name: own, kind: x509, migrate: true}', '{name: own, kind: x509, migrate: true, dns: [b.example]}');
     const second = await generateSecrets(session(changed), first, noImports);
-    assert.ok(second.secrets['pw']?.kind === 'ascii' && second.secrets['pw'].value.length === 12);
+    const pw = second.secrets['pw'];
+    assert.ok(pw?.kind === 'ascii');
+    assert.equal(pw.value.length, 12);
     assert.notEqual(certificate(second, 'own').certificatePem, certificate(first, 'own').certificatePem);
   });
 

@@ -60,7 +60,7 @@ export interface StoredSecrets {
 /** The name the server code uses for the secrets of a session. */
 export type GeneratedSecrets = StoredSecrets;
 
-/** What the importer learns besides the names, so that it can enforce `session_hash` pins. */
+/** Import facts besides the names, so that the importer can enforce `session_hash` pins. */
 export interface ImportContext {
   /** Hash of the importing session as it is being created or updated. */
   importingSessionHash: string;
