@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PINNED_DIR } from '../../client/home.js';
+import { certificateFingerprint } from '../../tls/certificates.js';
+import { objectNames } from '../manifests/names.js';
+import { runPlugin, scratchHome } from '../testing/plugin-process.js';
+import { TestApiServer } from '../testing/test-api-server.js';
+import { TestKubelet } from '../testing/test-kubelet.js';
+
+/**
+ * The whole default path of `kubectl provision cas`: apply, wait for readiness, port-forward through the
+ * API server's WebSocket, attest, pin and provision a real `cas serve` that the test kubelet started from
+ * the applied StatefulSet, with the token delivered only through the mounted Secret.
+ */
+
+const NAMESPACE = 'confidential';
+const DCAP_KEY = 'e2e-dcap-key-5b1f0c9a7d3e42';
+
+let api: TestApiServer;
+let kubelet: TestKubelet;
+let home: ReturnType<typeof scratchHome>;
+let env: Record<string, string>;
+let first: Awaited<ReturnType<typeof runPlugin>>;
+
+before(async () => {
+  api = await TestApiServer.start();
+  api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
+  api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cas-image-pull', namespace: NAMESPACE }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': 'e30=' } });
+  kubelet = new TestKubelet(api, mkdtempSync(join(tmpdir(), 'test-kubelet-')));
+  kubelet.attach();
+  home = scratchHome(api.kubeconfig('default'));
+  env = { HOME: home.dir, KUBECONFIG: home.kubeconfigPath, CAS_HOME: home.casHome };
+  first = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--verbose', '--timeout', '40s', '-o', 'json'], env);
+});
+
+after(async () => {
+  await kubelet.stop();
+  await api.close();
+});
+
+describe('kubectl provision cas end to end', () => {
+  it('waits, provisions and pins', () => {
+    assert.equal(kubelet.failure, undefined);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /statefulset "mycas" rolling update complete: 1 pods at revision/);
+    assert.match(first.stderr, /CAS "mycas" provisioned: owner is the client identity in CAS_HOME/);
+    const result = JSON.parse(first.stdout) as { provisioned: boolean; pinnedUrls: string[]; certificateSha256: string };
+    assert.equal(result.provisioned, true);
+    assert.deepEqual(result.pinnedUrls, ['https://mycas.confidential.svc:8081']);
+  });
+
+  it('went through the port-forward', () => {
+    const upgrades = api.requests.filter((request) => request.method === 'UPGRADE');
+    assert.ok(upgrades.length > 0);
+    for (const upgrade of upgrades) {
+      assert.equal(upgrade.path, `/api/v1/namespaces/${NAMESPACE}/pods/mycas-0/portforward`);
+      assert.equal(upgrade.query.get('ports'), '8081');
+    }
+  });
+
+  it('pins the served certificate under the service URL only', () => {
+    const pins = readdirSync(join(home.casHome, PINNED_DIR));
+    assert.deepEqual(pins, ['mycas.confidential.svc_8081.pem']);
+    const pinned = certificateFingerprint(readFileSync(join(home.casHome, PINNED_DIR, pins[0]!), 'utf8'));
+    const listening = kubelet
+      .logLines()
+      .map((line) => { try { return JSON.parse(line) as { msg?: string; certificateSha256?: string }; } catch { return {}; } })
+      .find((entry) => entry.msg === 'CAS listening');
+    assert.equal(pinned, listening?.certificateSha256);
+    assert.equal((JSON.parse(first.stdout) as { certificateSha256: string }).certificateSha256, pinned);
+  });
+
+  it('deletes the token Secret', () => {
+    assert.equal(api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').provisioningTokenSecret), undefined);
+    assert.ok(api.requests.some((request) => request.method === 'DELETE' && request.path.endsWith(`/secrets/${objectNames('mycas').provisioningTokenSecret}`)));
+  });
+
+  it('re-run keeps the owner and reconciles', async () => {
+    const second = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], env);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /CAS "mycas" was already provisioned; its owner is unchanged/);
+    assert.equal(api.list('v1', 'PersistentVolumeClaim', NAMESPACE).length, 3);
+  });
+
+  it('another identity cannot provision', async () => {
+    const intruder = scratchHome(api.kubeconfig('default'));
+    const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], { HOME: intruder.dir, KUBECONFIG: intruder.kubeconfigPath, CAS_HOME: intruder.casHome });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /already provisioned; its owner is unchanged/);
+  });
+
+  it('DCAP key and token stay out of logs', async () => {
+    await kubelet.stop();
+    const casOutput = kubelet.logLines().join('\n');
+    assert.ok(casOutput.includes('CAS listening'), 'no CAS log collected');
+    assert.equal(casOutput.includes(DCAP_KEY), false);
+    for (const output of [first.stdout, first.stderr]) assert.equal(output.includes(DCAP_KEY), false);
+    const tokenCreate = api.requests.find((request) => request.method === 'POST' && request.path.endsWith('/secrets'));
+    assert.ok(tokenCreate, 'the token Secret was never created');
+    const token = Buffer.from((tokenCreate.body as { data: Record<string, string> }).data['provisioning-token']!, 'base64').toString('utf8');
+    assert.ok(token.length >= 32);
+    for (const output of [first.stdout, first.stderr, casOutput]) assert.equal(output.includes(token), false);
+    for (const request of api.requests) {
+      if (request === tokenCreate) continue;
+      assert.equal(JSON.stringify(request.body ?? '').includes(token), false, `${request.method} ${request.path} carries the token`);
+    }
+  });
+});
