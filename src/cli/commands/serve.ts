@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../config/defaults.js';
 import { loadServerSettings } from '../../config/settings.js';
-import { casLogger, createCasServer } from '../../server/cas-server.js';
+import type { CasError } from '../../errors/cas-error.js';
 
 interface ServeFlags {
   dataDir?: string;
@@ -11,6 +11,9 @@ interface ServeFlags {
   snapshotInterval?: string;
   snapshotDir?: string;
   snapshots: boolean;
+  snapshotKeep?: string;
+  snapshotKeepDays?: string;
+  casDatabaseRecovery?: string;
   auditLog?: string;
   provisioningTokenFile?: string;
 }
@@ -27,6 +30,9 @@ export function register(program: Command): void {
     .option('--snapshot-interval <seconds>', `seconds between database snapshots (default ${DEFAULTS.snapshotIntervalSeconds})`)
     .option('--snapshot-dir <dir>', `directory for snapshots (default <data-dir>/${DEFAULTS.snapshotSubdir})`)
     .option('--no-snapshots', 'do not take snapshots')
+    .option('--snapshot-keep <count>', `keep the newest COUNT snapshots (default ${DEFAULTS.snapshotKeepLast})`)
+    .option('--snapshot-keep-days <days>', `also keep the newest snapshot of each of the last DAYS days (default ${DEFAULTS.snapshotKeepDays})`)
+    .option('--cas-database-recovery <snapshot>', 'restore this snapshot directory into --data-dir (the replaced files are moved aside) and start from it')
     .option('--audit-log <file>', `audit log file (default <data-dir>/${DEFAULTS.auditSubdir}/cas_audit.log)`)
     .option('--provisioning-token-file <file>', 'read the one-time provisioning token from this file instead of generating one')
     .action(async (flags: ServeFlags) => {
@@ -38,15 +44,28 @@ export function register(program: Command): void {
         ...(flags.snapshotInterval === undefined ? {} : { snapshotIntervalSeconds: flags.snapshotInterval }),
         ...(flags.snapshotDir === undefined ? {} : { snapshotDir: flags.snapshotDir }),
         snapshotsEnabled: flags.snapshots,
+        ...(flags.snapshotKeep === undefined ? {} : { snapshotKeepLast: flags.snapshotKeep }),
+        ...(flags.snapshotKeepDays === undefined ? {} : { snapshotKeepDays: flags.snapshotKeepDays }),
         ...(flags.auditLog === undefined ? {} : { auditLog: flags.auditLog }),
         ...(flags.provisioningTokenFile === undefined ? {} : { provisioningTokenFile: flags.provisioningTokenFile }),
       });
+      // Loaded here, so client commands do not pay for loading fastify and the server modules.
+      const { casLogger, createCasServer } = await import('../../server/cas-server.js');
       const logger = casLogger(settings);
-      // NOTE: the snapshot settings are validated here, but no snapshot scheduler runs in this process yet.
-      const server = await createCasServer({ settings, logger });
+      if (flags.casDatabaseRecovery !== undefined) {
+        const { recoverFromSnapshot } = await import('../../snapshots/recovery.js');
+        await recoverFromSnapshot(flags.casDatabaseRecovery, settings, logger);
+      }
+      let reportFatal: (error: CasError) => void = () => undefined;
+      const fatal = new Promise<CasError>((resolve) => {
+        reportFatal = resolve;
+      });
+      const server = await createCasServer({ settings, logger, onFatal: (error) => reportFatal(error) });
       await server.listen();
 
       await new Promise<void>((resolve, reject) => {
+        // A failed snapshot stops the CAS: close the database cleanly, then exit with the error's code.
+        void fatal.then((error) => server.close('fatal').then(() => reject(error), reject));
         const stop = (signal: NodeJS.Signals): void => {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
