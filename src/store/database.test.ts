@@ -310,6 +310,15 @@ describe('CasDatabase sessions and meta', () => {
     db.close();
   });
 
+  it('rejects records that are not JSON', async () => {
+    const { db } = await newDatabase('not-json');
+    await assert.rejects(db.writeGate.run(() => db.putSession(session('big', { secrets: { n: 1n } }))), withCode('INVALID_ARGUMENT', /JSON/));
+    await assert.rejects(db.writeGate.run(() => db.putSession(session(''))), withCode('INVALID_ARGUMENT', /non-empty name/));
+    assert.equal(db.countSessions(), 0);
+    assert.equal(db.changeCounter(), 0);
+    db.close();
+  });
+
   it('rejects writes outside the write gate', async () => {
     const { db } = await newDatabase('outside-gate');
     assert.throws(() => db.putSession(session('x')), withCode('INTERNAL', /writeGate\.run/));
@@ -321,14 +330,15 @@ describe('CasDatabase sessions and meta', () => {
   it('rolls back a failed transaction and its counter change', async () => {
     const { db } = await newDatabase('rollback');
     const before = db.changeCounter();
+    class Abort extends Error {}
     await assert.rejects(
       db.writeGate.run(() =>
         db.transaction(() => {
           db.putSession(session('rolled-back'));
-          throw new Error('abort');
+          throw new Abort('abort');
         }),
       ),
-      /abort/,
+      Abort,
     );
     assert.equal(db.getSession('rolled-back'), undefined);
     assert.equal(db.changeCounter(), before);

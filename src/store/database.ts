@@ -235,9 +235,15 @@ export class CasDatabase {
     if (typeof record.name !== 'string' || record.name.length === 0) {
       throw new CasError('INVALID_ARGUMENT', 'A session record needs a non-empty name');
     }
+    let json: string;
+    try {
+      json = JSON.stringify(record);
+    } catch (error) {
+      throw new CasError('INVALID_ARGUMENT', `Session record ${record.name} cannot be stored: it is not JSON-serialisable`, { cause: error });
+    }
     const lookup = this.sessionLookup(record.name);
     const name = this.encrypt('sessions', 'name', lookup, Buffer.from(record.name, 'utf8'));
-    const value = this.encrypt('sessions', 'value', lookup, Buffer.from(JSON.stringify(record), 'utf8'));
+    const value = this.encrypt('sessions', 'value', lookup, Buffer.from(json, 'utf8'));
     this.transaction(() => {
       this.query(() =>
         this.db
@@ -266,15 +272,16 @@ export class CasDatabase {
   // --- transactions and change counter ---------------------------------------------------------------------
 
   /**
-   * Runs `fn` in one SQLite transaction (a savepoint when nested); a throw rolls back every write in it.
-   * `fn` must be synchronous, as better-sqlite3 transactions are.
+   * Runs `fn` in one SQLite transaction (a savepoint when nested); a throw rolls back every write in it and
+   * reaches the caller unchanged, except SQLite errors, which become DATABASE_ERROR. `fn` must be
+   * synchronous, as better-sqlite3 transactions are.
    */
   transaction<T>(fn: () => T): T {
     this.assertOpen();
     try {
       return this.db.transaction(fn)();
     } catch (error) {
-      throw isCasError(error) ? error : toDatabaseError(error, `Transaction on ${this.paths.database} failed`);
+      throw error instanceof Database.SqliteError ? toDatabaseError(error, `Transaction on ${this.paths.database} failed`) : error;
     }
   }
 
