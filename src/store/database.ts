@@ -272,9 +272,9 @@ export class CasDatabase {
   // --- transactions and change counter ---------------------------------------------------------------------
 
   /**
-   * Runs `fn` in one SQLite transaction (a savepoint when nested); a throw rolls back every write in it and
-   * reaches the caller unchanged, except SQLite errors, which become DATABASE_ERROR. `fn` must be
-   * synchronous, as better-sqlite3 transactions are.
+   * Runs `fn` in one SQLite transaction (a savepoint when nested). A throw rolls back every write in it and
+   * reaches the caller unchanged, except that SQLite errors become DATABASE_ERROR. `fn` must be synchronous,
+   * as better-sqlite3 transactions are.
    */
   transaction<T>(fn: () => T): T {
     this.assertOpen();
