@@ -10,6 +10,8 @@ import { register as registerQuote } from './commands/quote.js';
 import { register as registerRun } from './commands/run.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerSession } from './commands/session.js';
+import { register as registerBackup } from './commands/backup.js';
+import { register as registerSnapshot } from './commands/snapshot.js';
 
 /**
  * Entry point of the `cas` program. Each command group lives in `src/cli/commands/<group>.ts` and exports
@@ -19,6 +21,6 @@ const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
   .showHelpAfterError();
 
-const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote];
+const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot];
 
 await runCli(program, groups);

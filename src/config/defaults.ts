@@ -21,6 +21,9 @@ export const DEFAULTS = {
   metricsPort: 9091,
   mode: 'simulation' as 'simulation' | 'hardware',
   snapshotIntervalSeconds: 60,
+  /** Snapshot retention: keep the newest 10 snapshots and the newest one of each of the last 7 days. */
+  snapshotKeepLast: 10,
+  snapshotKeepDays: 7,
   /** Subdirectory of the data directory for snapshots when --snapshot-dir is not given. */
   snapshotSubdir: 'snapshots',
   /** The audit log is `<data-dir>/audit/cas_audit.log` unless --audit-log names another file. */

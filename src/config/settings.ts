@@ -29,6 +29,10 @@ export const serverSettingsSchema = z
     snapshotIntervalSeconds: z.number().int().min(1).max(86_400),
     snapshotDir: nonEmptyPath,
     snapshotsEnabled: z.boolean(),
+    /** Retention: the newest N valid snapshots are kept (at least 1). */
+    snapshotKeepLast: z.number().int().min(1).max(100_000),
+    /** Retention: the newest snapshot of each of the last D days is kept as well (0: none). */
+    snapshotKeepDays: z.number().int().min(0).max(36_500),
     auditLog: nonEmptyPath,
     /** A provisioning token chosen by the deployer; when absent, CAS generates one on first start. */
     provisioningTokenFile: nonEmptyPath.optional(),
@@ -52,6 +56,8 @@ export interface ServerSettingsInput {
   snapshotIntervalSeconds?: number | string;
   snapshotDir?: string;
   snapshotsEnabled?: boolean;
+  snapshotKeepLast?: number | string;
+  snapshotKeepDays?: number | string;
   auditLog?: string;
   provisioningTokenFile?: string;
   bodyLimitBytes?: number;
@@ -68,6 +74,8 @@ const FLAG_FOR_KEY: Record<string, string> = {
   snapshotIntervalSeconds: '--snapshot-interval',
   snapshotDir: '--snapshot-dir',
   snapshotsEnabled: '--no-snapshots',
+  snapshotKeepLast: '--snapshot-keep',
+  snapshotKeepDays: '--snapshot-keep-days',
   auditLog: '--audit-log',
   provisioningTokenFile: '--provisioning-token-file',
   logLevel: 'CAS_LOG_LEVEL',
@@ -92,6 +100,8 @@ export function loadServerSettings(input: ServerSettingsInput, cwd: string = pro
       interval === undefined ? DEFAULTS.snapshotIntervalSeconds : typeof interval === 'string' ? parseNumber(interval) : interval,
     snapshotDir: input.snapshotDir ?? join(dataDir, DEFAULTS.snapshotSubdir),
     snapshotsEnabled: input.snapshotsEnabled ?? true,
+    snapshotKeepLast: numberInput(input.snapshotKeepLast, DEFAULTS.snapshotKeepLast),
+    snapshotKeepDays: numberInput(input.snapshotKeepDays, DEFAULTS.snapshotKeepDays),
     auditLog: input.auditLog ?? join(dataDir, DEFAULTS.auditSubdir, 'cas_audit.log'),
     provisioningTokenFile: input.provisioningTokenFile,
     bodyLimitBytes: input.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
@@ -132,6 +142,11 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   const host = match[1] ?? (match[2] === '' ? DEFAULTS.listenHost : match[2]);
   if (host === undefined) return undefined;
   return { host, port };
+}
+
+function numberInput(value: number | string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  return typeof value === 'string' ? parseNumber(value) : value;
 }
 
 function parseNumber(text: string): number {

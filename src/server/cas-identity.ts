@@ -5,7 +5,7 @@ import type { CasDatabase } from '../store/index.js';
 import { certificateFingerprint, createSelfSignedCertificate, type KeyAndCertificate } from '../tls/certificates.js';
 
 /** Meta key of the CAS's TLS identity in the encrypted database. */
-const IDENTITY_META = 'cas.identity';
+export const IDENTITY_META = 'cas.identity';
 
 /** Validity of the CAS certificate. Clients pin the certificate itself, so expiry is not what protects them. */
 const CAS_CERTIFICATE_DAYS = 3650;

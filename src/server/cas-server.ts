@@ -4,9 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { fastify, LogController } from 'fastify';
 import type { AuditLog } from '../audit/index.js';
 import { HEALTH_PATHS } from '../config/defaults.js';
+import type { CasError } from '../errors/cas-error.js';
 import type { ServerSettings } from '../config/settings.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 import { CasDatabase, openPlatform, type Platform } from '../store/index.js';
+import { assertPlatformNotRemoved } from '../backup/removed-platforms.js';
+import { startServerRecovery } from '../snapshots/server-hook.js';
 import { repoRoot } from '../testing/paths.js';
 import { certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
@@ -31,13 +34,15 @@ export interface CasServerOptions {
    * CLI nor the HTTP API can, so a deployed CAS always uses 32 random bytes.
    */
   nonceGenerator?: NonceGenerator;
+  /** Called once when the CAS cannot go on (a snapshot failed); the caller closes the server and exits. */
+  onFatal?: (error: CasError) => void;
 }
 
 export interface CasServer {
   /** Starts listening; resolves with the bound address (the port is known even for port 0). */
   listen(): Promise<{ host: string; port: number; url: string }>;
   /** Stops accepting requests, waits for those in flight, writes `cas.stopped` and closes audit log and database. */
-  close(reason?: 'signal' | 'shutdown'): Promise<void>;
+  close(reason?: 'signal' | 'shutdown' | 'fatal'): Promise<void>;
   readonly app: CasApp;
 }
 
@@ -63,6 +68,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
   const db = CasDatabase.open({ dataDir: settings.dataDir, platform, logger, platformDir: settings.platformDir });
   let audit: AuditLog | undefined;
   try {
+    assertPlatformNotRemoved(db);
     const casIdentity = await loadOrCreateCasIdentity(db, settings.listen.host, logger);
     const opened = await openServerAudit({ db, casIdentity, path: settings.auditLog, logger });
     audit = opened.audit;
@@ -124,6 +130,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       configuration,
       nonces,
     });
+    const recovery = await startServerRecovery({ settings, db, casIdentity, audit: auditLog, logger, onFatal: (error) => options.onFatal?.(error) });
 
     let closed: Promise<void> | undefined;
     return {
@@ -142,6 +149,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
           logger.info({ reason }, 'CAS stopping');
           await app.close();
           try {
+            await recovery.stop();
             await storeAuditHead(db, await auditLog.append({ event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason } }));
           } finally {
             await auditLog.close();

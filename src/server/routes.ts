@@ -4,6 +4,7 @@ import { CasError } from '../errors/cas-error.js';
 import type { CasDatabase, Platform } from '../store/index.js';
 import { certificateDer, certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
+import { registerBackupRoutes } from './backup-routes.js';
 import { requireClientKey, type ClientKey } from './client-identity.js';
 import type { ConfigurationService } from './configuration.js';
 import { createSimulatedEvidence } from './evidence/simulation.js';
@@ -157,4 +158,6 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
     }
     return context.auditHead();
   });
+
+  registerBackupRoutes(app, context);
 }

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { BackupClient } from '../../backup/backup-client.js';
+import { outputFormat, printResult } from '../../client/output.js';
+import { DEFAULTS } from '../../config/defaults.js';
+import { CasError } from '../../errors/cas-error.js';
+import { openPlatform } from '../../store/platform.js';
+
+interface BackupFlags {
+  cas?: string;
+  output?: string;
+}
+
+/** `cas backup register|list|remove`: manage the platforms that may open the database (backup targets). */
+export function register(program: Command): void {
+  const backup = program.command('backup').description('register, list and remove backup targets (CAS owner only)');
+
+  backup
+    .command('register')
+    .description("register this machine's platform as a backup target: the CAS wraps the database key for its platform key")
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--platform-dir <dir>', 'directory of the platform key to register; created on first use (default ~/.cas-platform)')
+    .option('--mode <mode>', 'platform mode: simulation or hardware', DEFAULTS.mode)
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (flags: BackupFlags & { platformDir?: string; mode: string }) => {
+      const format = outputFormat(flags.output);
+      if (flags.mode !== 'simulation' && flags.mode !== 'hardware') {
+        throw new CasError('INVALID_ARGUMENT', `invalid --mode "${flags.mode}"; expected simulation or hardware`);
+      }
+      const platform = await openPlatform({ mode: flags.mode, platformDir: flags.platformDir ?? DEFAULTS.platformDir() });
+      const client = await BackupClient.connect(flags.cas);
+      const result = await client.register(platform);
+      const note = result.added ? `registered platform ${result.platform.platformId} as a backup target` : `platform ${result.platform.platformId} was already registered`;
+      printResult(format, result, result.platform.platformId, note);
+    });
+
+  backup
+    .command('list')
+    .description('list the platforms whose key store entries let them open the database, and removed ones')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (flags: BackupFlags) => {
+      const format = outputFormat(flags.output);
+      const client = await BackupClient.connect(flags.cas);
+      const result = await client.list();
+      const lines = result.platforms.map((p) => `${p.platformId}\t${p.registeredAt}\t${p.evidenceType}${p.primary ? '\tprimary' : ''}`);
+      const removed = result.removed.map((r) => `${r.platformId}\tremoved ${r.removedAt}`);
+      printResult(format, result, [...lines, ...removed].join('\n'));
+    });
+
+  backup
+    .command('remove <platform-id>')
+    .description('withdraw a backup target: its key store entry is deleted and the removal recorded in the database')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (platformId: string, flags: BackupFlags) => {
+      const format = outputFormat(flags.output);
+      if (!/^[0-9a-f]{32}$/.test(platformId)) {
+        throw new CasError('INVALID_ARGUMENT', `invalid platform id "${platformId}"; expected 32 lower-case hex characters as cas backup list shows them`);
+      }
+      const client = await BackupClient.connect(flags.cas);
+      const result = await client.remove(platformId);
+      printResult(format, result, undefined, `removed platform ${platformId}; snapshots taken before ${result.removedAt} still contain its key store entry`);
+    });
+}

@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, constants as fsConstants } from 'node:fs';
+import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { AuditHead } from '../audit/index.js';
+import { FILE_NAMES } from '../config/defaults.js';
+import { CasError } from '../errors/cas-error.js';
+import { SCHEMA_VERSION } from '../store/database.js';
+import type { CasDatabase } from '../store/index.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, signManifest, type SnapshotManifest } from './manifest.js';
+import { MANIFEST_FILE, snapshotName, TEMPORARY_PREFIX } from './names.js';
+
+/** What a snapshot copies and signs with. */
+export interface SnapshotSource {
+  db: CasDatabase;
+  /** The CAS identity: its certificate goes into the manifest and its key signs the manifest. */
+  identity: { privateKeyPem: string; certificatePem: string };
+  /** Head of the audit log, read while writers are paused; omit when the CAS has no audit log. */
+  auditHead?: () => AuditHead;
+}
+
+export interface CreateSnapshotOptions extends SnapshotSource {
+  snapshotDir: string;
+  now?: () => Date;
+}
+
+export interface SnapshotResult {
+  name: string;
+  path: string;
+  manifest: SnapshotManifest;
+  /** Wall time of the whole snapshot, in milliseconds. */
+  durationMs: number;
+  /** Time during which writers waited for the copy, in milliseconds. */
+  readOnlyWindowMs: number;
+}
+
+/**
+ * Writes a snapshot of the database and key store into a new subdirectory of `snapshotDir`:
+ *
+ * 1. Pause the write gate: writers queue, reads go on.
+ * 2. Copy cas.db with SQLite's online backup API (a standalone file, no -wal needed), read cas.key-store,
+ *    the change counter and the audit head. Release the gate.
+ * 3. Write the key store copy, fsync both files, hash them, sign and write the manifest last.
+ * 4. fsync the temporary directory, rename it to its final name, fsync `snapshotDir`.
+ *
+ * So a directory with a snapshot name is always complete. Throws SNAPSHOT_FAILED naming the directory and
+ * the reason (missing, not a directory, not writable, disk full, fsync failed); the temporary directory
+ * is removed when possible.
+ */
+export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
+  const started = performance.now();
+  const now = options.now ?? (() => new Date());
+  const { db, snapshotDir } = options;
+  await checkTargetDirectory(snapshotDir);
+
+  const createdAt = now();
+  const name = await freeName(snapshotDir, createdAt);
+  const temporary = join(snapshotDir, `${TEMPORARY_PREFIX}${name.slice('snapshot-'.length)}-${process.pid}`);
+  try {
+    await mkdir(temporary, { mode: 0o700 });
+    const copy = await copyUnderPausedWrites(options, join(temporary, FILE_NAMES.database));
+    await writeAndSync(join(temporary, FILE_NAMES.keyStore), copy.keyStore);
+    await syncFile(join(temporary, FILE_NAMES.database));
+
+    const manifest = signManifest(
+      {
+        format: MANIFEST_FORMAT,
+        version: MANIFEST_VERSION,
+        name,
+        createdAt: createdAt.toISOString(),
+        changeCounter: copy.changeCounter,
+        schemaVersion: SCHEMA_VERSION,
+        platformId: db.platformId,
+        keyStorePlatforms: copy.platforms,
+        files: {
+          'cas.db': await describeFile(join(temporary, FILE_NAMES.database)),
+          'cas.key-store': await describeFile(join(temporary, FILE_NAMES.keyStore)),
+        },
+        ...(copy.auditHead === undefined ? {} : { audit: copy.auditHead }),
+        casCertificate: options.identity.certificatePem,
+        readOnlyWindowMs: round(copy.readOnlyWindowMs),
+      },
+      options.identity.privateKeyPem,
+    );
+    await writeAndSync(join(temporary, MANIFEST_FILE), serializeManifest(manifest));
+    await syncDirectory(temporary);
+
+    const path = join(snapshotDir, name);
+    await rename(temporary, path);
+    await syncDirectory(snapshotDir);
+    return { name, path, manifest, durationMs: round(performance.now() - started), readOnlyWindowMs: round(copy.readOnlyWindowMs) };
+  } catch (error) {
+    await rm(temporary, { recursive: true, force: true }).catch(() => undefined);
+    throw snapshotFailed(snapshotDir, error);
+  }
+}
+
+/** Checks that the snapshot directory exists, is a directory and is writable. Throws SNAPSHOT_FAILED. */
+export async function checkTargetDirectory(snapshotDir: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(snapshotDir);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
+    throw new CasError('SNAPSHOT_FAILED', `Cannot write snapshots to ${snapshotDir}: ${reason}`, { cause: error, details: { snapshotDir } });
+  }
+  if (!info.isDirectory()) {
+    throw new CasError('SNAPSHOT_FAILED', `Cannot write snapshots to ${snapshotDir}: it is not a directory`, { details: { snapshotDir } });
+  }
+  try {
+    await access(snapshotDir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (error) {
+    throw new CasError('SNAPSHOT_FAILED', `Cannot write snapshots to ${snapshotDir}: it is not writable by this process`, { cause: error, details: { snapshotDir } });
+  }
+}
+
+interface PausedCopy {
+  changeCounter: number;
+  platforms: string[];
+  keyStore: Buffer;
+  auditHead: AuditHead | undefined;
+  readOnlyWindowMs: number;
+}
+
+/** Copies cas.db and reads everything else the manifest records while no writer runs. */
+async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: string): Promise<PausedCopy> {
+  const { db } = source;
+  const release = await db.writeGate.pause();
+  const paused = performance.now();
+  try {
+    const changeCounter = db.changeCounter();
+    const platforms = db.listPlatforms().map((entry) => entry.platformId).sort();
+    const auditHead = source.auditHead?.();
+    const keyStore = await readFile(db.paths.keyStore);
+    await db.backupTo(databaseCopy);
+    return { changeCounter, platforms, keyStore, auditHead, readOnlyWindowMs: performance.now() - paused };
+  } finally {
+    release();
+  }
+}
+
+async function freeName(snapshotDir: string, time: Date): Promise<string> {
+  for (let sequence = 0; sequence < 1000; sequence += 1) {
+    const name = snapshotName(time, sequence);
+    try {
+      await stat(join(snapshotDir, name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return name;
+      throw error;
+    }
+  }
+  throw new CasError('SNAPSHOT_FAILED', `Cannot find a free snapshot name in ${snapshotDir} for ${time.toISOString()}`);
+}
+
+async function writeAndSync(path: string, bytes: Buffer): Promise<void> {
+  const handle = await open(path, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Size and SHA-256 (hex) of a file, read in a stream so a large database is not held in memory. */
+export async function describeFile(path: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path)) {
+    size += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+function snapshotFailed(snapshotDir: string, error: unknown): CasError {
+  if (error instanceof CasError && error.code === 'SNAPSHOT_FAILED') return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'ENOSPC' ? 'the disk is full' : code === 'ENOENT' ? 'the directory disappeared during the snapshot' : error instanceof Error ? error.message : String(error);
+  return new CasError('SNAPSHOT_FAILED', `Snapshot in ${snapshotDir} failed: ${reason}`, { cause: error, details: { snapshotDir, ...(code === undefined ? {} : { errno: code }) } });
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
