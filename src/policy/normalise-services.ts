@@ -22,7 +22,7 @@ export function normaliseServices(raw: RawService[], hardwareMode: boolean, prob
 
     const environment = { ...(service.environment ?? {}) };
     for (const key of Object.keys(environment)) {
-      if (key.startsWith(HOST_ENVIRONMENT_PREFIX) && key.slice(HOST_ENVIRONMENT_PREFIX.length) in environment) {
+      if (key.startsWith(HOST_ENVIRONMENT_PREFIX) && Object.hasOwn(environment, key.slice(HOST_ENVIRONMENT_PREFIX.length))) {
         problems.add(
           [...path, 'environment', key],
           `"${key.slice(HOST_ENVIRONMENT_PREFIX.length)}" is both set and taken from the host; keep one of the two keys`,

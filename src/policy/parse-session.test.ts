@@ -249,6 +249,11 @@ describe('parseSession rejections', () => {
     assert.match(error.message, /^invalid YAML at line 2, column 1/);
   });
 
+  it('rejects __proto__ keys with a position', () => {
+    const error = rejects(base('security: {attestation: {mode: none}}\nservices:\n  - name: s\n    environment: {__proto__: x}\n'));
+    assert.match(error.message, /"__proto__" is not allowed \(line 6, column 19\)/);
+  });
+
   it('rejects a document that is not a mapping', () => {
     const error = rejects('- a\n- b\n');
     assert.equal(error.details?.['path'], '(document)');

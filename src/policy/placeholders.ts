@@ -81,7 +81,8 @@ export function resolvePlaceholder(
   }
   if (format === undefined && !isSecret(name)) {
     const dot = name.lastIndexOf('.');
-    const suffix = dot > 0 ? LEGACY_SUFFIXES[name.slice(dot + 1)] : undefined;
+    const suffixText = name.slice(dot + 1);
+    const suffix = dot > 0 && Object.hasOwn(LEGACY_SUFFIXES, suffixText) ? LEGACY_SUFFIXES[suffixText] : undefined;
     if (suffix !== undefined && isSecret(name.slice(0, dot))) {
       format = suffix;
       name = name.slice(0, dot);

@@ -1,4 +1,4 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { CasError } from '../errors/cas-error.js';
 
 export type KeyPath = (string | number)[];
@@ -71,6 +71,7 @@ export function loadYaml(text: string): SessionSource {
     );
   }
 
+  rejectPrototypeKeys(doc, lineCounter);
   keepPlainScalarsAsWritten(doc);
   const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
 
@@ -84,6 +85,19 @@ export function loadYaml(text: string): SessionSource {
       return { line, column: col };
     },
   };
+}
+
+/** Rejects a `__proto__` key anywhere, because converting it to a JavaScript object would drop or misread it. */
+function rejectPrototypeKeys(doc: Document, lineCounter: LineCounter): void {
+  visit(doc, {
+    Pair(_, pair) {
+      if (!isScalar(pair.key) || pair.key.value !== '__proto__') return;
+      const { line, col } = lineCounter.linePos(pair.key.range?.[0] ?? 0);
+      throw new CasError('SESSION_INVALID', `invalid session: the key "__proto__" is not allowed (line ${line}, column ${col})`, {
+        details: { path: '(document)', expected: 'a key of the session language', found: '__proto__', line, column: col },
+      });
+    },
+  });
 }
 
 function findKeyNode(doc: Document, path: KeyPath): Node | undefined {

@@ -47,13 +47,13 @@ export async function generateSecrets(
   const result: Record<string, StoredSecret> = {};
 
   const ensure = async (name: string): Promise<StoredSecret> => {
-    const imported = imports[name];
+    const imported = ownValue(imports, name);
     if (imported !== undefined) return imported;
-    const existing = result[name];
+    const existing = ownValue(result, name);
     if (existing !== undefined) return existing;
     const declaration = byName.get(name);
     if (declaration === undefined) throw referenceError(`secret "${name}" is not declared in session "${session.name}"`, name);
-    const value = await produce(declaration, previous?.secrets[name], ensure, now);
+    const value = await produce(declaration, previous === undefined ? undefined : ownValue(previous.secrets, name), ensure, now);
     result[name] = value;
     return value;
   };
@@ -271,6 +271,11 @@ function fingerprintOf(declaration: SecretDeclaration): string {
     endpoint: declaration.endpoint,
   };
   return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
+}
+
+/** Returns `record[key]` only for an own property, so names such as "constructor" never reach Object.prototype. */
+export function ownValue<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
 }
 
 function randomAscii(length: number): string {

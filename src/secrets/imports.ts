@@ -1,6 +1,7 @@
 import { CasError } from '../errors/cas-error.js';
 import { sessionHash } from '../policy/session-hash.js';
 import type { SecretDeclaration, Session } from '../policy/types.js';
+import { ownValue } from './generate.js';
 import type { ImportContext, SecretImporter, StoredSecret, StoredSecrets } from './types.js';
 
 /** A stored session as the import resolver needs it. */
@@ -63,7 +64,7 @@ export function createImportResolver(lookup: (name: string) => ExportingSession 
       if (declaration.import.sessionHash !== undefined) nextContext.exporterSessionHash = declaration.import.sessionHash;
       value = resolve(declaration.import.session, declaration.import.secret, sessionName, nextContext, path);
     } else {
-      value = exporter.secrets.secrets[secretName];
+      value = ownValue(exporter.secrets.secrets, secretName);
     }
     if (value === undefined) {
       throw importError(`session "${sessionName}" has no stored value for secret "${secretName}"`, { session: sessionName, secret: secretName });

@@ -347,6 +347,14 @@ describe('resolveServiceConfig', () => {
     assert.deepEqual(devConfig.command, ['python3', '/app/hello.py', '--greeting', 'hello, attested world']);
   });
 
+  it('ignores inherited names in secrets and host environment', async () => {
+    const s = session('secrets:\n  - {name: constructor, kind: ascii, value: own}\nservices:\n  - name: s\n    environment: {"\\\\@\\\\@toString": "default", V: "$$SCONE::constructor$$"}\n');
+    const secrets = await generateSecrets(s, JSON.parse('{"format":1,"secrets":{},"imports":{}}') as StoredSecrets, noImports);
+    const config = resolveServiceConfig({ session: s, serviceName: 's', secrets, hostArgs: [], hostEnv: {} });
+    assert.equal(config.environment['V'], 'own');
+    assert.equal(config.environment['toString'], 'default');
+  });
+
   it('rejects an unknown service and a missing host argument', async () => {
     const s = session('services:\n  - name: s\n    command: run @@2\n');
     const secrets = await generateSecrets(s, undefined, noImports);

@@ -55,15 +55,17 @@ export function resolveServiceConfig(request: ServiceConfigRequest): ServiceConf
 
   const command = service.command.map((word, index) => substitute(word, `services.${serviceName}.command[${index}]`, true));
 
-  const environment: Record<string, string> = {};
+  const entries: [string, string][] = [];
   for (const [key, value] of Object.entries(service.environment)) {
     if (key.startsWith(HOST_ENVIRONMENT_PREFIX)) {
       const name = key.slice(HOST_ENVIRONMENT_PREFIX.length);
-      environment[name] = request.hostEnv[name] ?? value;
+      const fromHost = Object.hasOwn(request.hostEnv, name) ? request.hostEnv[name] : undefined;
+      entries.push([name, typeof fromHost === 'string' ? fromHost : value]);
     } else {
-      environment[key] = substitute(value, `services.${serviceName}.environment.${key}`, false);
+      entries.push([key, substitute(value, `services.${serviceName}.environment.${key}`, false)]);
     }
   }
+  const environment = Object.fromEntries(entries);
 
   const image = service.imageName === undefined ? undefined : session.images.find((i) => i.name === service.imageName);
   const injectionFiles = (image?.injectionFiles ?? []).map((file) => ({
