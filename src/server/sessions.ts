@@ -53,7 +53,7 @@ export class SessionService {
       }
       this.checkParentAllows(session.name, client);
 
-      const secrets = await generateSecrets(session, undefined, this.importer());
+      const secrets = await generateSecrets(session, undefined, this.importer({ session, secrets: { format: 1, secrets: {}, imports: {} } }));
       const hash = sessionHash(session);
       const now = new Date().toISOString();
       const record: SessionRecord = { name: session.name, hash, text, creatorKeyHash: client.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
@@ -85,7 +85,7 @@ export class SessionService {
         });
       }
 
-      const secrets = await generateSecrets(session, current.secrets, this.importer());
+      const secrets = await generateSecrets(session, current.secrets, this.importer({ session, secrets: current.secrets }));
       const hash = sessionHash(session);
       const record: SessionRecord = {
         ...current.record,
@@ -161,9 +161,14 @@ export class SessionService {
     return stored;
   }
 
-  /** The importer for generateSecrets: reads exporting sessions from the database and enforces their exports. */
-  importer(): ReturnType<typeof createImportResolver> {
+  /**
+   * The importer for generateSecrets: reads exporting sessions from the database and enforces their
+   * exports. `pending` is the session being written; imports that lead back to it see its new version,
+   * so a cycle through it is detected.
+   */
+  importer(pending?: { session: Session; secrets: GeneratedSecrets }): ReturnType<typeof createImportResolver> {
     return createImportResolver((name) => {
+      if (pending !== undefined && name === pending.session.name) return pending;
       const stored = this.load(name);
       return stored === undefined ? undefined : { session: stored.session, secrets: stored.secrets, hash: stored.record.hash };
     });
