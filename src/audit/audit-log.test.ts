@@ -124,8 +124,8 @@ describe('AuditLog', () => {
 
     assert.equal(results[0].status, 'fulfilled');
     assert.equal(results[1].status, 'rejected');
-    assert.ok(results[1].status === 'rejected' && isCasError(results[1].reason, 'INTERNAL'));
-    assert.ok(results[2].status === 'fulfilled' && results[2].value.seq === 2);
+    assert.equal(results[1].status === 'rejected' && isCasError(results[1].reason, 'INTERNAL'), true);
+    assert.equal(results[2].status === 'fulfilled' ? results[2].value.seq : undefined, 2);
     const result = await verifyAuditLog({ files: [path] });
     assert.equal(result.ok, true);
   });
@@ -247,7 +247,8 @@ describe('AuditLog', () => {
     const results = await Promise.allSettled([log.append(sessionRead(1)), log.append(sessionRead(2)), log.append(sessionRead(3))]);
     for (const result of results) {
       assert.equal(result.status, 'rejected');
-      assert.ok(result.status === 'rejected' && isCasError(result.reason, 'AUDIT_APPEND_FAILED'), String(result.status === 'rejected' && result.reason));
+      const reason = result.status === 'rejected' ? (result.reason as unknown) : undefined;
+      assert.equal(isCasError(reason, 'AUDIT_APPEND_FAILED'), true, String(reason));
     }
     await assert.rejects(log.append(sessionRead(4)), (error: unknown) => isCasError(error, 'AUDIT_APPEND_FAILED'));
     assert.deepEqual(log.head(), { seq: 0, hash: GENESIS_HASH });
@@ -336,7 +337,7 @@ describe('AuditLog', () => {
     const result = await verifyAuditLog({ files: [dirname(path)], casCertificatePem: identity.casCertificatePem });
     const codes = result.problems.map((problem) => problem.code);
     assert.ok(codes.length === 0 || (codes.length === 1 && codes[0] === 'AUDIT_PARTIAL_LINE'), JSON.stringify(result.problems));
-    assert.ok(result.head !== undefined && result.head.seq >= maxAcknowledged, `head ${result.head?.seq} < acknowledged ${maxAcknowledged}`);
+    assert.ok((result.head?.seq ?? 0) >= maxAcknowledged, `head ${result.head?.seq} < acknowledged ${maxAcknowledged}`);
 
     const reopened = await openLog(path, { maxFileBytes: 65536 });
     assert.ok(reopened.head().seq >= maxAcknowledged);

@@ -43,7 +43,7 @@ export interface AuditLogOptions {
   now?: () => Date;
 }
 
-/** What `open` removed from the end of the file: bytes of a line whose write was interrupted. */
+/** Bytes that `open` removed from the end of the file: a line whose write was interrupted. */
 export interface AuditRepair {
   file: string;
   truncatedBytes: number;
@@ -101,6 +101,10 @@ export class AuditLog {
    */
   static async open(options: AuditLogOptions): Promise<AuditLog> {
     checkSigner(options.signer);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/.test(basename(options.path))) {
+      // Rotated file names are written into log.rotated entries, whose schema accepts only such names.
+      throw new CasError('INVALID_ARGUMENT', `Invalid audit log file name ${JSON.stringify(basename(options.path))}; use letters, digits and _.- only.`);
+    }
     auditHmac(options.hmacKey, ''); // rejects a short key now rather than at the first hmac() call
     const settings = {
       ...options,
@@ -154,7 +158,7 @@ export class AuditLog {
     }
   }
 
-  /** The seq and hash of the last entry on disk; `{ seq: 0, hash: GENESIS_HASH }` for an empty log. */
+  /** Returns the seq and hash of the last entry on disk, or `{ seq: 0, hash: GENESIS_HASH }` for an empty log. */
   head(): AuditHead {
     return { ...this.last };
   }
@@ -171,8 +175,8 @@ export class AuditLog {
 
   /**
    * Appends an entry and resolves with its seq and hash once its line is written and fsynced. Rejects with
-   * AUDIT_APPEND_FAILED when the write or fsync fails (or failed before), and with INTERNAL when the entry
-   * does not match the schema; such an entry takes no sequence number.
+   * AUDIT_APPEND_FAILED when the write or fsync fails or failed before. Rejects with INTERNAL when the entry
+   * does not match the schema, and then the entry takes no sequence number.
    */
   append(input: AuditEventInput): Promise<AuditHead> {
     if (this.closed) return Promise.reject(new CasError('AUDIT_APPEND_FAILED', 'The audit log is closed; reopen it to append.'));
@@ -199,7 +203,12 @@ export class AuditLog {
         for (const pending of batch) pending.reject(this.failure);
         continue;
       }
-      await this.writeBatch(batch);
+      try {
+        await this.writeBatch(batch);
+      } catch (error) {
+        // writeBatch handles I/O failures itself; anything else is a bug, and the log stops accepting entries.
+        this.fail(error, batch, 'write');
+      }
     }
     this.flushing = undefined;
   }
@@ -304,7 +313,12 @@ function checkSigner(signer: AuditSigner): void {
     throw new CasError('INVALID_ARGUMENT', 'The audit signer needs a chain of at least the audit certificate and the CAS certificate.');
   }
   if (!isP256Key(signer.privateKey)) throw new CasError('INVALID_ARGUMENT', 'The audit key must be an ECDSA P-256 private key.');
-  const certificateKey = spkiDer(new X509Certificate(auditPem).publicKey);
+  let certificateKey: Buffer;
+  try {
+    certificateKey = spkiDer(new X509Certificate(auditPem).publicKey);
+  } catch (error) {
+    throw new CasError('INVALID_ARGUMENT', 'The audit certificate (first in the chain) does not parse as a PEM X.509 certificate.', { cause: error });
+  }
   if (!certificateKey.equals(spkiDer(createPublicKey(signer.privateKey)))) {
     throw new CasError('INVALID_ARGUMENT', 'The audit key does not match the first certificate of the chain; pass the audit certificate first.');
   }
@@ -343,7 +357,7 @@ const MAX_LINES_AHEAD_OF_STORED_HEAD = 100_000;
 /**
  * Compares the head found in the files with the one the database stored. Files behind the database lost
  * acknowledged entries. Files ahead of it are normal after a crash between the audit write and the
- * database commit; then the stored head must still be in the file with the same hash.
+ * database commit. Then the entry at the stored seq, when it is in the active file, must have the stored hash.
  */
 async function checkStoredHead(handle: FileHandle, size: number, found: AuditHead, stored: AuditHead, file: string, logger: Logger): Promise<void> {
   if (found.seq < stored.seq) {

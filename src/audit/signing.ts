@@ -35,7 +35,7 @@ export function verifyEntryBytes(publicKey: KeyObject, bytes: Buffer, signatureH
   return verify('sha256', bytes, { key: publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(signatureHex, 'hex'));
 }
 
-/** Whether a key is an EC key on P-256, the only curve the audit format allows. */
+/** Checks that a key is an EC key on P-256, the only curve the audit format allows. */
 export function isP256Key(key: KeyObject): boolean {
   return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === AUDIT_KEY_CURVE;
 }
@@ -146,7 +146,7 @@ export function checkAuditChain(chain: string[], time: Date): ChainCheck {
   return { ok: true, auditKey: auditCertificate.publicKey, auditCertificate, casCertificate };
 }
 
-/** Whether the audit certificate was issued by the given CAS certificate (issuer name and signature). */
+/** Checks that the given CAS certificate issued the audit certificate (issuer name and signature). */
 export function isIssuedBy(auditCertificate: X509Certificate, casCertificatePem: string): boolean {
   let cas: X509Certificate;
   try {
@@ -158,7 +158,7 @@ export function isIssuedBy(auditCertificate: X509Certificate, casCertificatePem:
 }
 
 /**
- * Whether `subject` names `issuer` as its issuer and carries a valid signature by the issuer's key. This is
+ * Checks that `subject` names `issuer` as its issuer and carries a valid signature by the issuer's key. This is
  * deliberately not OpenSSL's `checkIssued`, which also requires keyCertSign in the issuer's key usage: the
  * CAS identity certificate is an end-entity TLS certificate that verifiers pin directly, and it signs
  * exactly one kind of certificate, the audit key's.

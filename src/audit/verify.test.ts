@@ -96,38 +96,6 @@ describe('verifyAuditContents', () => {
     });
   });
 
-  test('every single-byte change is detected', () => {
-    const undetected: string[] = [];
-    for (let position = 0; position < sample.length; position++) {
-      // Flipping the low bit turns every byte into a different one: a letter into its neighbour, a digit
-      // into another digit, `"` into `#`, `\n` into `\v`.
-      const changed = Buffer.from(sample);
-      changed[position] = sample[position]! ^ 0x01;
-      if (verify(changed).ok) undetected.push(`byte ${position}: ${sample[position]} -> ${changed[position]}`);
-    }
-    assert.deepEqual(undetected, []);
-  });
-
-  test('every inserted space is detected', () => {
-    // Whitespace between JSON tokens leaves the parsed value equal; only the canonical-bytes rule catches it.
-    const undetected: string[] = [];
-    for (let position = 0; position <= sample.length; position++) {
-      const inserted = Buffer.concat([sample.subarray(0, position), Buffer.from(' '), sample.subarray(position)]);
-      if (verify(inserted).ok) undetected.push(`space inserted at ${position}`);
-    }
-    assert.deepEqual(undetected, []);
-  });
-
-  test('every deleted byte is detected', () => {
-    const undetected: string[] = [];
-    for (let position = 0; position < sample.length; position++) {
-      const deleted = Buffer.concat([sample.subarray(0, position), sample.subarray(position + 1)]);
-      // Deleting the final newline leaves a partial line, which is reported too.
-      if (verify(deleted).ok) undetected.push(`byte deleted at ${position}`);
-    }
-    assert.deepEqual(undetected, []);
-  });
-
   test('integrity problem names file and line', () => {
     const all = lines(sample);
     const tampered = Buffer.from(all[3]!.toString('utf8').replace('"api"', '"apj"'));
