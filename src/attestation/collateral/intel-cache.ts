@@ -33,6 +33,8 @@ export interface IntelCollateralCacheOptions {
    * keeps serving the cached copy until it expires. Default: 24 hours, and never past the expiry.
    */
   refreshAfterMs?: number;
+  /** After a failed refresh, how long the cached copy is served before the next attempt, in milliseconds. Default: 60 seconds. */
+  retryAfterMs?: number;
   logger?: Logger;
 }
 
@@ -52,6 +54,7 @@ export class IntelCollateralCache {
   private readonly inflight = new Map<string, Promise<IntelCollateral>>();
   private readonly now: () => Date;
   private readonly refreshAfterMs: number;
+  private readonly retryAfterMs: number;
 
   constructor(
     private readonly source: IntelCollateralSource,
@@ -59,6 +62,7 @@ export class IntelCollateralCache {
   ) {
     this.now = options.now ?? (() => new Date());
     this.refreshAfterMs = options.refreshAfterMs ?? 24 * 60 * 60 * 1000;
+    this.retryAfterMs = options.retryAfterMs ?? 60 * 1000;
   }
 
   async get(key: CollateralKey): Promise<IntelCollateral> {
@@ -102,7 +106,9 @@ export class IntelCollateralCache {
       if (isCasError(error)) throw error;
       throw new CasError('COLLATERAL_UNAVAILABLE', `fetching collateral for FMSPC ${key.fmspc} failed: ${reason}`, { cause: error });
     }
-    if (this.now() <= cached.expiry.expiresAt) {
+    const now = this.now();
+    if (now <= cached.expiry.expiresAt) {
+      cached.refreshAt = new Date(Math.min(cached.expiry.expiresAt.getTime(), now.getTime() + this.retryAfterMs));
       this.options.logger?.warn({ ...key, err: reason, expiresAt: cached.expiry.expiresAt.toISOString() }, 'collateral refresh failed; serving the cached copy');
       return cached.collateral;
     }
