@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CasError } from '../errors/cas-error.js';
 import { sharedDir } from '../testing/paths.js';
+import { issueCertificate } from '../secrets/certificates.js';
 import { parseSession } from './parse-session.js';
 
 const samples = join(sharedDir(), 'session-samples');
@@ -25,6 +26,22 @@ function rejects(text: string, code: 'SESSION_INVALID' | 'SECRET_REFERENCE_INVAL
 }
 
 const MRENCLAVE = 'ab'.repeat(32);
+
+/** Issues a fresh self-signed CA certificate for the same subject as the spire sample CA. */
+async function foreignCaPem(): Promise<string> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return issueCertificate({
+    commonName: 'sample-spire-ca',
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    keyType: 'P-256',
+    ca: true,
+    dns: [],
+    ip: [],
+    notBefore: new Date(),
+    notAfter: new Date(Date.now() + 86400_000),
+    signer: { privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, keyType: 'P-256' },
+  });
+}
 const base = (extra: string) => `name: app\nversion: "0.3"\n${extra}`;
 
 describe('parseSession samples', () => {
@@ -313,6 +330,16 @@ describe('parseSession secret references', () => {
       'SECRET_REFERENCE_INVALID',
     );
     assert.match(error.message, /asks for the private key of "ca"/);
+  });
+
+  it('checks that an explicit certificate was signed by its issuer', async () => {
+    const svid = sample('public/spire-svid.yaml');
+    const foreign = await foreignCaPem();
+    const indented = foreign.trim().split('\n').map((l) => `        ${l}`).join('\n');
+    const swapped = svid.replace(/(- name: svid-intermediates\n    kind: x509-ca\n    value: \|\n)        -----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/, (_m, head: string) => `${head}${indented}`);
+    assert.notEqual(swapped, svid);
+    const error = rejects(swapped, 'SECRET_REFERENCE_INVALID');
+    assert.match(error.message, /not signed by issuer "svid-intermediates"/);
   });
 
   it('checks that an explicit certificate matches its key', () => {

@@ -9,7 +9,7 @@ import { sessionHash } from '../policy/session-hash.js';
 import type { Session } from '../policy/types.js';
 import { sharedDir } from '../testing/paths.js';
 import { formatSecret } from './formats.js';
-import { generateSecrets } from './generate.js';
+import { generateSecrets, resolveImports } from './generate.js';
 import { createImportResolver, type ExportingSession } from './imports.js';
 import { resolveServiceConfig } from './service-config.js';
 import type { SecretImporter, StoredCertificate, StoredPrivateKey, StoredSecrets } from './types.js';
@@ -248,6 +248,38 @@ describe('imports and exports', () => {
     const bundle = out.imports['bundle'] as StoredCertificate;
     assert.ok(bundle.certificatePem.includes('BEGIN CERTIFICATE'));
     assert.equal(bundle.privateKeyPem, undefined);
+  });
+
+  it('issues a local certificate from an imported CA', async () => {
+    const { add } = harness();
+    await add(session('secrets:\n  - {name: ca, kind: x509-ca, export: {session: b}}\n', 'a'));
+    const out = await add(session('secrets:\n  - name: their_ca\n    import: {session: a, secret: ca}\n  - {name: leaf, kind: x509, issuer: their_ca, dns: [b.example]}\n', 'b'));
+    const ca = out.imports['their_ca'] as StoredCertificate;
+    const leaf = new X509Certificate(certificate(out, 'leaf').certificatePem);
+    assert.ok(leaf.verify(new X509Certificate(ca.certificatePem).publicKey));
+    assert.deepEqual(certificate(out, 'leaf').chainPem, [ca.certificatePem]);
+  });
+
+  it('resolveImports returns the current exporter values', async () => {
+    const { add, importer } = harness();
+    const exporter = session('secrets:\n  - {name: token, kind: ascii, export: {session: b}}\n', 'a');
+    await add(exporter);
+    const importing = session('secrets:\n  - name: t\n    import: {session: a, secret: token}\n', 'b');
+    const stored = await add(importing);
+    const renamed = session('secrets:\n  - {name: token, kind: ascii, size: 8, export: {session: b}}\n', 'a');
+    const updated = await add(renamed);
+    const fresh = await resolveImports(importing, importer);
+    assert.deepEqual(fresh['t'], updated.secrets['token']);
+    assert.notDeepEqual(fresh['t'], stored.imports['t']);
+    const config = resolveServiceConfig({
+      session: session('secrets:\n  - name: t\n    import: {session: a, secret: token}\nservices:\n  - {name: s, environment: {T: "$$SCONE::t$$"}}\n', 'b'),
+      serviceName: 's',
+      secrets: stored,
+      importedSecrets: fresh,
+      hostArgs: [],
+      hostEnv: {},
+    });
+    assert.equal(config.environment['T'], (updated.secrets['token'] as { value: string }).value);
   });
 
   it('rejects a declared kind that differs from the exporter', async () => {
