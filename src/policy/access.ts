@@ -39,7 +39,9 @@ export function parsePolicyEntry(entry: string): PolicyEntry | { error: string }
  * admits every authenticated client, `CREATOR` admits the creator, and a key hash admits that key.
  */
 export function isAllowed(policy: AccessPolicy, action: PolicyAction, client: Principal, creatorKeyHash: string): boolean {
-  const entries = action === 'read' ? policy.read : action === 'update' ? policy.update : policy.createSessions;
+  let entries = policy.createSessions;
+  if (action === 'read') entries = policy.read;
+  if (action === 'update') entries = policy.update;
   if (entries.some((entry) => entry.kind === 'none')) return false;
 
   for (const entry of entries) {

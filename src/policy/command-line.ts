@@ -1,8 +1,8 @@
 /**
- * Splits a command line into argv the way a POSIX shell splits words, without any expansion: blanks
- * separate words, single quotes keep everything literally, double quotes keep everything but `\"`, `\\`,
- * `\$` and `` \` `` (whose backslash is removed), and a backslash outside quotes escapes the next
- * character. `$`, `*`, `~` and `$$SCONE::...$$` placeholders stay as written.
+ * Splits a command line into argv the way a POSIX shell splits words, without any expansion. Blanks
+ * separate words and single quotes keep everything literally. Double quotes keep everything but `\"`, `\\`,
+ * `\$` and `` \` ``, whose backslash is removed. A backslash outside quotes escapes the next character.
+ * `$`, `*`, `~` and `$$SCONE::...$$` placeholders stay as written.
  *
  * Returns `{ error }` for an unterminated quote or a trailing backslash.
  */

@@ -64,7 +64,7 @@ export function findPlaceholders(text: string, where: string): PlaceholderToken[
 }
 
 /**
- * Resolves a placeholder body to a secret name and format. `isSecret` says whether a name is a secret of
+ * Resolves a placeholder body to a secret name and format. `isSecret` tells whether a name is a secret of
  * the session (declared or imported); an exact name wins over the legacy dot suffix reading.
  */
 export function resolvePlaceholder(

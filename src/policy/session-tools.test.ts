@@ -80,6 +80,13 @@ describe('sessionHash', () => {
     assert.equal(sessionHash(a), sessionHash(b));
   });
 
+  it('survives a JSON round trip of every sample', () => {
+    for (const file of ['written/shop-web.yaml', 'written/simulated-dev.yaml', 'public/spire-svid.yaml', 'public/iexec-task.yaml']) {
+      const session = parseSession(sample(file));
+      assert.equal(sessionHash(JSON.parse(JSON.stringify(session)) as typeof session), sessionHash(session), file);
+    }
+  });
+
   it('changes when content changes', () => {
     const a = parseSession('name: h\nversion: "0.3"\n');
     const b = parseSession('name: h\nversion: "0.3"\naccess_policy: {read: [ANY]}\n');

@@ -40,7 +40,7 @@ export type SecretKind = (typeof SECRET_KINDS)[number];
 export const KEY_TYPES = ['P-256', 'P-384', 'Ed25519', 'RSA-2048', 'RSA-3072'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
 
-/** Who may import a secret: one session by name, or every session below a namespace. */
+/** Export target of a secret: one session by name, or every session below a namespace. */
 export type ExportTarget =
   | { session: string; sessionHash?: string }
   | { namespace: string; sessionHash?: string };

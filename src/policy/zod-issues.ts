@@ -101,7 +101,7 @@ function locate(problem: SessionProblem, source: SessionSource, path: KeyPath, k
   return problem;
 }
 
-/** The value at `path`; secret values are never copied into an error. */
+/** Formats the value at `path` for an error message; secret values are replaced by a notice. */
 export function displayValue(path: KeyPath, value: unknown): string {
   if (path[0] === 'secrets' && path[2] === 'value') return '(secret value not shown)';
   if (value === undefined) return 'undefined';
