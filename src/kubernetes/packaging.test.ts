@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { DEFAULTS } from '../config/defaults.js';
 import { repoRoot } from '../testing/paths.js';
-import { CONTAINER_USER_ID } from './manifests/names.js';
+import { CONTAINER_USER_ID, IMAGE_CAS_CLI } from './manifests/names.js';
 import { DEFAULT_IMAGE_REPOSITORY, defaultImage, packageVersion } from './manifests/options.js';
 
 const root = repoRoot();
@@ -27,6 +27,7 @@ describe('Dockerfile', () => {
   it('starts the cas bin of package.json', () => {
     const entrypoint = JSON.parse(/^ENTRYPOINT (.+)$/m.exec(runtimeStage)?.[1] ?? '[]') as string[];
     assert.deepEqual(entrypoint, ['node', `/app/${packageJson.bin['cas']}`]);
+    assert.equal(entrypoint[1], IMAGE_CAS_CLI);
   });
 
   it('builds on node:20-slim with production dependencies', () => {

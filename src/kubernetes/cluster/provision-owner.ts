@@ -24,6 +24,8 @@ export interface ProvisionOwnerResult {
   /** True when this run made that identity the CAS owner; false when the CAS already had an owner, left unchanged. */
   provisioned: boolean;
   certificateSha256: string;
+  /** The pinned CAS certificate (PEM). */
+  certificatePem: string;
   pinnedUrls: string[];
 }
 
@@ -62,5 +64,5 @@ export async function provisionOwner(request: ProvisionOwnerRequest): Promise<Pr
     rmSync(join(home, PINNED_DIR, pinFileName(connectUrl)), { force: true });
   }
 
-  return { clientKeyHash: identity.keyHash, provisioned, certificateSha256: attested.certificateSha256, pinnedUrls };
+  return { clientKeyHash: identity.keyHash, provisioned, certificateSha256: attested.certificateSha256, certificatePem, pinnedUrls };
 }

@@ -6,7 +6,7 @@ import { loadServerSettings } from '../../config/settings.js';
 import { StrictSchemaValidator } from '../testing/strict-schema.js';
 import { buildManifests, type KubeObject } from './index.js';
 import { DEFAULT_STORAGE, validateOptions, type CasDeploymentOptions } from './options.js';
-import { objectNames, PROVISIONING_TOKEN_FILE, VOLUME_NAMES } from './names.js';
+import { IMAGE_CAS_CLI, objectNames, PROVISIONING_TOKEN_FILE, VOLUME_NAMES } from './names.js';
 
 const DCAP_KEY = 'dcap-key-for-manifest-tests-0123456789';
 
@@ -213,6 +213,13 @@ describe('buildManifests agreement with cas serve', () => {
     assert.deepEqual(register.args.slice(0, 2), ['backup', 'register']);
     assert.equal(register.args[register.args.indexOf('--cas') + 1], `https://mycas.confidential.svc:${DEFAULTS.listenPort}`);
     assert.equal(register.args[register.args.indexOf('--platform-dir') + 1], DEPLOYMENT_PATHS.platformDir);
+    assert.equal(register.args[register.args.indexOf('--mode') + 1], 'simulation');
+    assert.equal(register.env.find((variable: Json) => variable.name === 'CAS_HOME').value, DEPLOYMENT_PATHS.casHome);
+    assert.deepEqual(register.command.slice(0, 2), ['sh', '-c']);
+    assert.ok(register.command[2].includes(`exec node ${IMAGE_CAS_CLI} "$@"`));
+    const registrarVolume = daemonSet['spec'].template.spec.volumes.find((volume: Json) => volume.secret !== undefined);
+    assert.equal(registrarVolume.secret.secretName, objectNames('mycas').backupRegistrarSecret);
+    assert.equal(registrarVolume.secret.optional, true);
   });
 
   it('storage class and node selector reach the objects', () => {

@@ -11,6 +11,7 @@ export const VOLUME_NAMES = {
   platform: 'cas-platform',
   provisioningToken: 'cas-provisioning-token',
   clientHome: 'cas-client-home',
+  backupRegistrar: 'cas-backup-registrar',
   tmp: 'tmp',
 } as const;
 
@@ -29,6 +30,19 @@ export const DCAP_SECRET_KEY = 'api-key';
 /** Directory where the provisioning-token Secret is mounted; the file in it is FILE_NAMES.provisioningToken. */
 export const PROVISIONING_TOKEN_MOUNT = '/var/run/secrets/cas-provisioning';
 export const PROVISIONING_TOKEN_FILE = `${PROVISIONING_TOKEN_MOUNT}/${FILE_NAMES.provisioningToken}`;
+
+/** Directory where the backup registrar Secret is mounted in the registration pods. */
+export const BACKUP_REGISTRAR_MOUNT = '/var/run/secrets/cas-backup-registrar';
+
+/** Keys of the backup registrar Secret: the registrar's client identity and the pinned CAS certificate. */
+export const BACKUP_REGISTRAR_KEYS = {
+  clientKey: 'client-key.pem',
+  clientCertificate: 'client-cert.pem',
+  casCertificate: 'cas-cert.pem',
+} as const;
+
+/** The `cas` CLI inside the image that the Dockerfile builds (its ENTRYPOINT runs the same file). */
+export const IMAGE_CAS_CLI = '/app/dist/src/cli/main.js';
 
 /** Scrape path of the metrics port. */
 export const METRICS_PATH = '/metrics';
@@ -50,6 +64,7 @@ export function objectNames(name: string) {
     backupNetworkPolicy: `${name}-backup`,
     dcapSecret: `${name}-dcap-api-key`,
     provisioningTokenSecret: `${name}-provisioning-token`,
+    backupRegistrarSecret: `${name}-backup-registrar`,
     primaryPod: `${name}-0`,
     claims: {
       database: `${VOLUME_NAMES.database}-${name}-0`,

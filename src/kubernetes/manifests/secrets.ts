@@ -1,6 +1,6 @@
 import type { ISecret } from 'kubernetes-models/v1/Secret';
 import { FILE_NAMES } from '../../config/defaults.js';
-import { commonLabels, DCAP_SECRET_KEY, objectNames } from './names.js';
+import { BACKUP_REGISTRAR_KEYS, commonLabels, DCAP_SECRET_KEY, objectNames } from './names.js';
 
 /** The Secret that holds the DCAP API key; pods read it through a secretKeyRef, never from their spec. */
 export function dcapApiKeySecret(name: string, namespace: string, apiKey: string): ISecret {
@@ -25,5 +25,28 @@ export function provisioningTokenSecret(name: string, namespace: string, token: 
     metadata: { name: objectNames(name).provisioningTokenSecret, namespace, labels: commonLabels(name, 'primary') },
     type: 'Opaque',
     data: { [FILE_NAMES.provisioningToken]: Buffer.from(token, 'utf8').toString('base64') },
+  };
+}
+
+/**
+ * The Secret of the backup registrar: a client identity of its own (never the CAS owner's) and the CAS
+ * certificate pinned at provisioning, which the registration pods use for `cas backup register`.
+ */
+export function backupRegistrarSecret(
+  name: string,
+  namespace: string,
+  material: { clientKeyPem: string; clientCertificatePem: string; casCertificatePem: string },
+): ISecret {
+  const encode = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: objectNames(name).backupRegistrarSecret, namespace, labels: commonLabels(name, 'backup') },
+    type: 'Opaque',
+    data: {
+      [BACKUP_REGISTRAR_KEYS.clientKey]: encode(material.clientKeyPem),
+      [BACKUP_REGISTRAR_KEYS.clientCertificate]: encode(material.clientCertificatePem),
+      [BACKUP_REGISTRAR_KEYS.casCertificate]: encode(material.casCertificatePem),
+    },
   };
 }

@@ -1,6 +1,7 @@
 import { DEFAULTS } from '../../config/defaults.js';
 import { CasError } from '../../errors/cas-error.js';
 import { resourceLabel, applyObjects } from '../cluster/apply.js';
+import { ensureBackupRegistrar } from '../cluster/backup-registrar.js';
 import { loadKubeConfig, namespaceWithoutCluster, type KubeConfigFlags } from '../cluster/kube-config.js';
 import { forwardPodPort } from '../cluster/port-forward.js';
 import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
@@ -93,6 +94,11 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   await deleteProvisioningToken(kube.config, options.namespace, options.name);
   detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
 
+  const registrar = await ensureBackupRegistrar(kube.config, options.namespace, options.name, result.certificatePem, (object) =>
+    say(`${resourceLabel(object)} serverside-applied`),
+  );
+  detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
+
   say(
     result.provisioned
       ? `CAS "${options.name}" provisioned: owner is the client identity in CAS_HOME (key sha256 ${result.clientKeyHash})`
@@ -107,6 +113,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     clientKeyHash: result.clientKeyHash,
     certificateSha256: result.certificateSha256,
     pinnedUrls: result.pinnedUrls,
+    backupRegistrarKeyHash: registrar.keyHash,
   });
 }
 

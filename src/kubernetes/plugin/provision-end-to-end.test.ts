@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PINNED_DIR } from '../../client/home.js';
-import { certificateFingerprint } from '../../tls/certificates.js';
+import { certificateFingerprint, keyHashOfCertificate } from '../../tls/certificates.js';
 import { objectNames } from '../manifests/names.js';
 import { runPlugin, scratchHome } from '../testing/plugin-process.js';
 import { TestApiServer } from '../testing/test-api-server.js';
@@ -76,6 +76,32 @@ describe('kubectl provision cas end to end', () => {
   it('deletes the token Secret', () => {
     assert.equal(api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').provisioningTokenSecret), undefined);
     assert.ok(api.requests.some((request) => request.method === 'DELETE' && request.path.endsWith(`/secrets/${objectNames('mycas').provisioningTokenSecret}`)));
+  });
+
+  it('writes the backup registrar Secret', () => {
+    const secret = api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').backupRegistrarSecret);
+    assert.ok(secret, 'no backup registrar Secret');
+    const data = secret['data'] as Record<string, string>;
+    assert.deepEqual(Object.keys(data).sort(), ['cas-cert.pem', 'client-cert.pem', 'client-key.pem']);
+    const pinned = readFileSync(join(home.casHome, PINNED_DIR, 'mycas.confidential.svc_8081.pem'), 'utf8');
+    assert.equal(Buffer.from(data['cas-cert.pem']!, 'base64').toString('utf8'), pinned);
+    const registrarKey = keyHashOfCertificate(Buffer.from(data['client-cert.pem']!, 'base64').toString('utf8'));
+    assert.equal((JSON.parse(first.stdout) as { backupRegistrarKeyHash: string }).backupRegistrarKeyHash, registrarKey);
+    assert.notEqual(registrarKey, (JSON.parse(first.stdout) as { clientKeyHash: string }).clientKeyHash, 'the registrar must not be the owner');
+    const privateKey = Buffer.from(data['client-key.pem']!, 'base64').toString('utf8');
+    assert.equal(first.stdout.includes(privateKey) || first.stderr.includes(privateKey), false);
+  });
+
+  it('registration pod reaches the CAS as registrar', async () => {
+    const daemonSet = api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup')!;
+    const registrarCert = Buffer.from(api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').backupRegistrarSecret)!['data']['client-cert.pem'], 'base64').toString('utf8');
+    const run = await kubelet.runBackupRegistration(daemonSet, 'node-a', { inClusterUrl: 'https://mycas.confidential.svc:8081', loopbackUrl: kubelet.primaryUrl() });
+    // NOTE: the CAS accepts backup registrations only from its owner, so the registrar's attempt is
+    // rejected after TLS pinning and authentication succeeded. When the server lets the owner authorize a
+    // registrar key, this test must expect success instead.
+    assert.notEqual(run.code, 0, run.output);
+    assert.match(run.output, /only the CAS owner may register/);
+    assert.ok(run.output.includes(keyHashOfCertificate(registrarCert)), run.output);
   });
 
   it('re-run keeps the owner and reconciles', async () => {

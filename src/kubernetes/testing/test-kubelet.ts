@@ -2,8 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawn } from 'node:child_process';
+import { pinFileName } from '../../client/home.js';
 import { startCasProcess, type CasProcess } from '../../server/testing/cas-process.js';
-import { CONTAINER_NAMES, PORT_NAMES } from '../manifests/names.js';
+import { casCliPath } from '../../testing/paths.js';
+import { CONTAINER_NAMES, IMAGE_CAS_CLI, PORT_NAMES } from '../manifests/names.js';
 import type { TestApiServer } from './test-api-server.js';
 
 type Json = Record<string, any>;
@@ -41,10 +44,78 @@ export class TestKubelet {
     };
   }
 
+  /**
+   * Runs the backup DaemonSet's registration init container for one node, as its pod on that node would,
+   * and returns its exit code and output. The node's platform directory is the hostPath directory of that
+   * node. `casAddress` stands in for cluster DNS: the in-cluster CAS URL in the arguments and the pin file
+   * name are replaced by the loopback address of the running CAS.
+   */
+  async runBackupRegistration(daemonSet: Json, node: string, casAddress: { inClusterUrl: string; loopbackUrl: string }): Promise<{ code: number | null; output: string }> {
+    const podSpec: Json = daemonSet['spec'].template.spec;
+    const container: Json = podSpec['initContainers'].find((candidate: Json) => candidate.name === CONTAINER_NAMES.registerBackup);
+    const nodeRoot = join(this.root, 'nodes', node);
+    const mounts = (container['volumeMounts'] as Json[]).map((mount) => ({
+      mountPath: mount.mountPath as string,
+      dir: this.podVolumeDir(daemonSet, mount.name, nodeRoot),
+    }));
+    mounts.sort((a, b) => b.mountPath.length - a.mountPath.length);
+    const remap = (text: string): string => {
+      const mount = mounts.find((candidate) => text === candidate.mountPath || text.startsWith(`${candidate.mountPath}/`));
+      return mount === undefined ? text : mount.dir + text.slice(mount.mountPath.length);
+    };
+
+    const inCluster = new URL(casAddress.inClusterUrl);
+    const loopback = new URL(casAddress.loopbackUrl);
+    const words = [...(container['command'] as string[]), ...(container['args'] as string[])].map((word) =>
+      word
+        .replace(IMAGE_CAS_CLI, casCliPath())
+        .replace(pinFileName(inCluster), pinFileName(loopback))
+        .replace(inCluster.origin, loopback.origin),
+    ).map(remap);
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] };
+    for (const variable of (container['env'] ?? []) as Json[]) env[variable.name] = remap(variable.value);
+
+    return new Promise((resolve, reject) => {
+      const child = spawn(words[0]!, words.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, output }));
+    });
+  }
+
+  /** The host directory behind one volume of a DaemonSet pod on the node whose root is `nodeRoot`. */
+  private podVolumeDir(workload: Json, volumeName: string, nodeRoot: string): string {
+    const namespace: string = workload['metadata'].namespace;
+    const volume: Json | undefined = workload['spec'].template.spec.volumes.find((candidate: Json) => candidate.name === volumeName);
+    if (volume === undefined) throw new Error(`volume ${volumeName} is mounted but not defined`);
+    if (volume['hostPath'] !== undefined) return makeDir(join(nodeRoot, 'host', volume['hostPath'].path));
+    if (volume['emptyDir'] !== undefined) return makeDir(join(nodeRoot, 'pod', 'empty', volumeName));
+    if (volume['secret'] !== undefined) {
+      const dir = makeDir(join(nodeRoot, 'pod', 'secrets', volumeName));
+      const secret = this.api.get('v1', 'Secret', namespace, volume['secret'].secretName);
+      if (secret === undefined && volume['secret'].optional !== true) throw new Error(`secret ${volume['secret'].secretName} not found`);
+      for (const [file, value] of Object.entries((secret?.['data'] ?? {}) as Record<string, string>)) {
+        // Group-readable, as the kubelet writes Secret files for a pod with fsGroup.
+        writeFileSync(join(dir, file), Buffer.from(value, 'base64'), { mode: 0o440 });
+      }
+      return dir;
+    }
+    throw new Error(`volume ${volumeName} has a type the test kubelet does not support`);
+  }
+
   /** Log lines of every CAS process, running or stopped. */
   logLines(): string[] {
     const running = [...this.running.values()].flatMap(({ cas }) => [...cas.logLines, cas.stderr()]);
     return [...this.logs, ...running];
+  }
+
+  /** The loopback URL of the one running CAS. */
+  primaryUrl(): string {
+    const first = [...this.running.values()][0];
+    if (first === undefined) throw new Error('no CAS is running');
+    return first.cas.url;
   }
 
   async stop(): Promise<void> {
