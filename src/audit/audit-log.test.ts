@@ -255,6 +255,28 @@ describe('AuditLog', () => {
     await log.close();
   });
 
+  test('expired audit certificate is rejected', async () => {
+    const path = await tempLogPath('expired');
+    const afterExpiry = new Date(Date.now() + 365 * 86_400_000);
+    await assert.rejects(
+      AuditLog.open({ path, signer: identity.signer, hmacKey: identity.hmacKey, logger: silentLogger(), now: () => afterExpiry }),
+      (error: unknown) => isCasError(error, 'AUDIT_APPEND_FAILED'),
+    );
+  });
+
+  test('appends fail once the certificate expires', async () => {
+    const path = await tempLogPath('expires');
+    let clock = new Date();
+    const log = await AuditLog.open({ path, signer: identity.signer, hmacKey: identity.hmacKey, logger: silentLogger(), now: () => clock });
+    await log.append(sessionRead(1));
+    clock = new Date(Date.now() + 365 * 86_400_000);
+    await assert.rejects(log.append(sessionRead(2)), (error: unknown) => isCasError(error, 'AUDIT_APPEND_FAILED'));
+    await assert.rejects(log.append(sessionRead(3)), (error: unknown) => isCasError(error, 'AUDIT_APPEND_FAILED'));
+    assert.equal(log.head().seq, 1);
+    await log.close();
+    assert.equal((await verifyAuditLog({ files: [path] })).ok, true);
+  });
+
   test('closed log rejects appends', async () => {
     const path = await tempLogPath('closed');
     const log = await openLog(path);

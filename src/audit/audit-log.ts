@@ -1,7 +1,7 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { access, mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { CasError } from '../errors/cas-error.js';
+import { CasError, isCasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
 import {
   AUDIT_FORMAT_VERSION,
@@ -83,6 +83,7 @@ export class AuditLog {
 
   private constructor(
     private readonly options: Required<Pick<AuditLogOptions, 'path' | 'maxFileBytes' | 'now'>> & AuditLogOptions,
+    private readonly validity: CertificateValidity,
     private handle: FileHandle,
     private size: number,
     /** Seq of the first entry of the active file, undefined while it is empty. */
@@ -100,7 +101,7 @@ export class AuditLog {
    * of the files.
    */
   static async open(options: AuditLogOptions): Promise<AuditLog> {
-    checkSigner(options.signer);
+    const validity = checkSigner(options.signer);
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/.test(basename(options.path))) {
       // Rotated file names are written into log.rotated entries, whose schema accepts only such names.
       throw new CasError('INVALID_ARGUMENT', `Invalid audit log file name ${JSON.stringify(basename(options.path))}; use letters, digits and _.- only.`);
@@ -112,6 +113,7 @@ export class AuditLog {
       now: options.now ?? (() => new Date()),
     };
     const { path, logger } = settings;
+    checkValidity(validity, settings.now());
 
     await mkdir(dirname(path), { recursive: true });
     const existed = await exists(path);
@@ -151,7 +153,7 @@ export class AuditLog {
       if (options.head !== undefined) await checkStoredHead(handle, size, last, options.head, path, logger);
 
       logger.info({ file: path, seq: last.seq, repaired: repair !== undefined }, 'opened the audit log');
-      return new AuditLog(settings, handle, size, fileFirstSeq, last, pendingRotation, repair);
+      return new AuditLog(settings, validity, handle, size, fileFirstSeq, last, pendingRotation, repair);
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
@@ -214,6 +216,13 @@ export class AuditLog {
   }
 
   private async writeBatch(batch: PendingAppend[]): Promise<void> {
+    try {
+      checkValidity(this.validity, this.options.now());
+    } catch (error) {
+      this.fail(error, batch, 'sign');
+      return;
+    }
+
     try {
       if (this.size > this.options.maxFileBytes && this.fileFirstSeq !== undefined) await this.rotate();
     } catch (error) {
@@ -296,31 +305,48 @@ export class AuditLog {
     logger.info({ file: path, rotatedFile: rotatedPath, firstSeq, lastSeq: this.last.seq }, 'rotated the audit log');
   }
 
-  private fail(error: unknown, pending: PendingAppend[], step: 'write' | 'rotate'): void {
+  private fail(error: unknown, pending: PendingAppend[], step: 'sign' | 'write' | 'rotate'): void {
     const cause = error instanceof Error ? error : new Error(String(error));
-    this.failure = new CasError('AUDIT_APPEND_FAILED', `Writing the audit log ${this.options.path} failed (${cause.message}); no further entries are accepted until the log is reopened.`, {
-      cause,
-    });
+    const message = `Writing the audit log ${this.options.path} failed (${cause.message}); no further entries are accepted until the log is reopened.`;
+    this.failure = isCasError(cause, 'AUDIT_APPEND_FAILED') ? cause : new CasError('AUDIT_APPEND_FAILED', message, { cause });
     this.options.logger.error({ err: cause, file: this.options.path, step, pending: pending.length + this.queue.length }, 'audit log append failed');
     for (const item of pending) item.reject(this.failure);
     for (const item of this.queue.splice(0)) item.reject(this.failure);
   }
 }
 
-function checkSigner(signer: AuditSigner): void {
+interface CertificateValidity {
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** Checks the signer and returns the validity period of its audit certificate. */
+function checkSigner(signer: AuditSigner): CertificateValidity {
   const [auditPem] = signer.certificateChainPem;
   if (signer.certificateChainPem.length < 2 || auditPem === undefined) {
     throw new CasError('INVALID_ARGUMENT', 'The audit signer needs a chain of at least the audit certificate and the CAS certificate.');
   }
   if (!isP256Key(signer.privateKey)) throw new CasError('INVALID_ARGUMENT', 'The audit key must be an ECDSA P-256 private key.');
-  let certificateKey: Buffer;
+  let certificate: X509Certificate;
   try {
-    certificateKey = spkiDer(new X509Certificate(auditPem).publicKey);
+    certificate = new X509Certificate(auditPem);
   } catch (error) {
     throw new CasError('INVALID_ARGUMENT', 'The audit certificate (first in the chain) does not parse as a PEM X.509 certificate.', { cause: error });
   }
-  if (!certificateKey.equals(spkiDer(createPublicKey(signer.privateKey)))) {
+  if (!spkiDer(certificate.publicKey).equals(spkiDer(createPublicKey(signer.privateKey)))) {
     throw new CasError('INVALID_ARGUMENT', 'The audit key does not match the first certificate of the chain; pass the audit certificate first.');
+  }
+  return { notBefore: new Date(certificate.validFrom), notAfter: new Date(certificate.validTo) };
+}
+
+/** Throws when `time` is outside the audit certificate's validity, since verifiers reject entries signed then. */
+function checkValidity(validity: CertificateValidity, time: Date): void {
+  if (time < validity.notBefore || time > validity.notAfter) {
+    throw new CasError(
+      'AUDIT_APPEND_FAILED',
+      `The audit certificate is valid from ${validity.notBefore.toISOString()} to ${validity.notAfter.toISOString()}, not at ${time.toISOString()}; issue a new audit certificate.`,
+      { details: { notBefore: validity.notBefore.toISOString(), notAfter: validity.notAfter.toISOString() } },
+    );
   }
 }
 
