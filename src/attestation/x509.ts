@@ -115,8 +115,8 @@ export function parseCertificate(der: Buffer): Certificate {
     subject: reader.raw(subjectTlv),
     subjectCn: commonName(reader, subjectTlv),
     issuerCn: commonName(reader, issuerTlv),
-    notBefore: reader.time(validity[0]!),
-    notAfter: reader.time(reader.expect(validity[1], validity[1]?.tag ?? 0, 'notAfter')),
+    notBefore: reader.time(validity[0] ?? reader.fail('notBefore is missing')),
+    notAfter: reader.time(validity[1] ?? reader.fail('notAfter is missing')),
     publicKey,
     signatureAlgorithm,
     signature: reader.bitString(sigTlv!),
@@ -136,12 +136,14 @@ export function parseCrl(der: Buffer): Crl {
   const innerAlg = reader.expect(fields[index++], TAG.SEQUENCE, 'signature');
   const issuerTlv = reader.expect(fields[index++], TAG.SEQUENCE, 'issuer');
   const thisUpdate = reader.time(fields[index++] ?? reader.fail('thisUpdate is missing'));
+
   let nextUpdate: Date | undefined;
   const maybeNext = fields[index];
   if (maybeNext !== undefined && (maybeNext.tag === TAG.UTC_TIME || maybeNext.tag === TAG.GENERALIZED_TIME)) {
     nextUpdate = reader.time(maybeNext);
     index++;
   }
+
   const revokedSerials = new Set<bigint>();
   const maybeRevoked = fields[index];
   if (maybeRevoked !== undefined && maybeRevoked.tag === TAG.SEQUENCE) {
@@ -150,8 +152,10 @@ export function parseCrl(der: Buffer): Crl {
       revokedSerials.add(reader.integer(reader.expect(serialTlv, TAG.INTEGER, 'revoked serial')));
     }
   }
+
   const signatureAlgorithm = parseSignatureAlgorithm(reader, algTlv!);
   if (!reader.raw(innerAlg).equals(reader.raw(algTlv!))) reader.fail('the inner and outer signature algorithms differ');
+
   return {
     der,
     tbs: reader.raw(tbsTlv!),
@@ -249,15 +253,19 @@ export function certificatesFromPem(pem: string, what: string): Certificate[] {
   return blocks.map((block) => parseCertificate(Buffer.from(block[1]!.replace(/\s+/g, ''), 'base64')));
 }
 
-/** Parses a PEM certificate with node:crypto as a cross-check of our reader; used for the trusted roots. */
+/**
+ * Parses one trusted certificate given as PEM or DER. OpenSSL must be able to read it too, so a root that
+ * only our lenient reader accepts is rejected.
+ */
 export function certificateFromPemOrDer(input: string | Buffer, what: string): Certificate {
-  if (typeof input === 'string' || input.subarray(0, 11).toString('latin1') === '-----BEGIN ') {
-    const [cert] = certificatesFromPem(input.toString(), what);
-    return cert!;
+  const isPem = typeof input === 'string' || input.subarray(0, 11).toString('latin1') === '-----BEGIN ';
+  const cert = isPem ? certificatesFromPem(input.toString(), what)[0]! : parseCertificate(input);
+  try {
+    new X509Certificate(cert.der);
+  } catch (error) {
+    throw new CasError('CERT_CHAIN_INVALID', `${what} is not a valid certificate: ${(error as Error).message}`, { cause: error });
   }
-  // Reject bytes that OpenSSL cannot read either, so both parsers agree on what a certificate is.
-  new X509Certificate(input);
-  return parseCertificate(input);
+  return cert;
 }
 
 export interface ChainOptions {
@@ -270,9 +278,9 @@ export interface ChainOptions {
 }
 
 /**
- * Verifies `chain` (leaf first; the root may be included or left out) up to the trusted root: names link
- * byte for byte, every signature verifies with the issuer's key, every issuer is a CA, and every
- * certificate (the root included) is valid at `at`. Returns the chain with the trusted root at the end.
+ * Verifies `chain` (leaf first, with or without the root) up to the trusted root. Names must link byte for
+ * byte, every signature must verify with the issuer's key, every issuer must be a CA, and every
+ * certificate, the root included, must be valid at `at`. Returns the chain with the trusted root at the end.
  */
 export function verifyChain(chain: Certificate[], options: ChainOptions): Certificate[] {
   const { root, at, what } = options;

@@ -26,7 +26,7 @@ interface Recorded {
 }
 
 /**
- * A PCS-like collateral server on loopback that serves one FMSPC's collateral in PCS's response format:
+ * Starts a PCS-like collateral server on loopback that serves one FMSPC's collateral in PCS's response format:
  * signed JSON bodies, issuer chains as URL-encoded PEM headers, CRLs as DER (PCK CRL) and hex (root CA
  * CRL, as some PCCS versions send it).
  */
@@ -179,7 +179,7 @@ describe('IntelCollateralCache', () => {
     assert.equal(fetches(), 3);
     await stop(back);
 
-    // Down again, past the earliest nextUpdate: the cache no longer serves, and says what expired.
+    // Down again, past the earliest nextUpdate: the cache no longer serves, and the error names what expired.
     now = new Date('2025-07-19T10:01:19Z');
     await expectCode(cache.get(key), 'COLLATERAL_EXPIRED', /QE identity QE expired at 2025-07-19T10:01:18.000Z/);
     assert.equal(fetches(), 4);

@@ -45,9 +45,9 @@ interface Entry {
 }
 
 /**
- * Caches Intel collateral by TEE type, FMSPC and PCK CA. A cached copy is served until its refresh time;
- * after that it is refetched, and if the fetch fails (network down, PCS error) the cached copy is still
- * served until its earliest `nextUpdate`. Past that, requests fail with COLLATERAL_EXPIRED naming the item.
+ * Caches Intel collateral by TEE type, FMSPC and PCK CA. A cached copy is served until its refresh time,
+ * and then refetched. If the fetch fails (network down, PCS error), the cached copy is still served until
+ * its earliest `nextUpdate`. Past that, requests fail with COLLATERAL_EXPIRED naming the item.
  */
 export class IntelCollateralCache {
   private readonly entries = new Map<string, Entry>();

@@ -272,7 +272,10 @@ export async function buildCollateral(pki: Pki, spec: CollateralSpec = {}): Prom
 // A minimal DER encoder for the SGX extension of the PCK certificate.
 function der(tag: number, content: Buffer): Buffer {
   const length = content.length;
-  const lengthBytes = length < 0x80 ? Buffer.from([length]) : length < 0x100 ? Buffer.from([0x81, length]) : Buffer.from([0x82, length >> 8, length & 0xff]);
+  let lengthBytes: Buffer;
+  if (length < 0x80) lengthBytes = Buffer.from([length]);
+  else if (length < 0x100) lengthBytes = Buffer.from([0x81, length]);
+  else lengthBytes = Buffer.from([0x82, length >> 8, length & 0xff]);
   return Buffer.concat([Buffer.from([tag]), lengthBytes, content]);
 }
 

@@ -99,8 +99,8 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
   if (status === 'Revoked') {
     throw new CasError('CERT_REVOKED', `the TCB of this platform is revoked (TCB Info for FMSPC ${tcbInfo.fmspc}${qe.status === 'Revoked' ? ', QE identity' : ''})`);
   }
-  // NOTE: the TD relaunch check for TD 1.5 reports (TEE_TCB_SVN2) is not implemented; such quotes get the
-  // status of their TDX TCB level without the TDRelaunchAdvised refinement.
+  // NOTE: the TD relaunch check for TD 1.5 reports (TEE_TCB_SVN2) is not implemented. Such quotes get the
+  // status of their TDX TCB level, never TDRelaunchAdvised.
 
   return {
     teeType,

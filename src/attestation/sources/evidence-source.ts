@@ -7,7 +7,7 @@ export interface CollectedEvidence {
   auxiliary?: Buffer;
 }
 
-/** Where a workload gets its evidence: the Linux configfs-tsm interface or Gramine's /dev/attestation. */
+/** A workload's source of evidence: the Linux configfs-tsm interface or Gramine's /dev/attestation. */
 export interface EvidenceSource {
   readonly kind: 'configfs-tsm' | 'gramine';
   /** Asks the TEE for evidence over exactly 64 bytes of report data. */

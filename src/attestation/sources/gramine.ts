@@ -31,7 +31,7 @@ export class GramineSource implements EvidenceSource {
   }
 }
 
-/** The content of `attestation_type`, or undefined when the file does not exist. */
+/** Reads `attestation_type`, returning undefined when the file does not exist. */
 export async function attestationType(basePath: string): Promise<string | undefined> {
   try {
     return (await readFile(join(basePath, 'attestation_type'), 'utf8')).trim();
