@@ -2,7 +2,7 @@ export { parseSession, REDACTED_VALUE, SUPPORTED_VERSIONS } from './parse-sessio
 export { substituteVariables } from './substitute-variables.js';
 export { sessionHash, canonicalJson } from './session-hash.js';
 export { isAllowed, parentNamespaces, publicKeyHashOfCertificate } from './access.js';
-export { renderSessionForRead } from './render.js';
+export { renderSessionForRead, toSessionDocument } from './render.js';
 export { splitCommandLine } from './command-line.js';
 export * from './placeholders.js';
 export * from './types.js';
