@@ -167,6 +167,21 @@ describe('parseSession rejections', () => {
     assert.match(error.message, /unknown key "comand" at services\[0\]/);
   });
 
+  it('names unknown keys at every level', () => {
+    const cases: [string, string][] = [
+      ['security: {attestation: {mode: none, tolerates: []}}\n', 'security.attestation.tolerates'],
+      ['secrets:\n  - {name: s, import: {session: a, secret: b, hash: x}}\n', 'secrets[0].import.hash'],
+      ['secrets:\n  - {name: s, kind: ascii, export: {session: a, sesion_hash: x}}\n', 'secrets[0].export.sesion_hash'],
+      ['images:\n  - {name: i, injection_files: [{path: /a, contents: x}]}\n', 'images[0].injection_files[0].contents'],
+      ['access_policy: {delete: [ANY]}\n', 'access_policy.delete'],
+    ];
+    for (const [extra, path] of cases) {
+      const error = rejects(base(extra));
+      assert.equal(error.details?.['path'], path);
+      assert.equal(typeof error.details?.['line'], 'number', path);
+    }
+  });
+
   it('names a bad key inside a list of attestation variants', () => {
     const error = rejects(base(`services:\n  - name: s\n    attestation:\n      - mrenclave: ["${MRENCLAVE}"]\n      - signer: {mrsigner: "zz"}\n`));
     assert.equal(error.details?.['path'], 'services[0].attestation[1].signer.mrsigner');
@@ -303,6 +318,13 @@ describe('parseSession secret references', () => {
     assert.equal(session.images[0]?.injectionFiles[0]?.content, '$$SCONE::db_server.crt$$');
     const error = rejects(base(`secrets:\n  - {name: pw, kind: ascii}\nimages:\n  - name: i\n    injection_files: [{path: /f, content: "$$SCONE::other.crt$$"}]\n`), 'SECRET_REFERENCE_INVALID');
     assert.match(error.message, /no secret named "other.crt"/);
+  });
+
+  it('prefers an exact secret name over a legacy suffix', () => {
+    const session = parseSession(base('security: {attestation: {mode: none}}\nsecrets:\n  - {name: a, kind: ascii}\n  - {name: a.crt, kind: ascii}\nservices:\n  - name: s\n    environment: {A: "$$SCONE::a.crt$$"}\n'));
+    assert.equal(session.secrets.length, 2);
+    const error = rejects(base('security: {attestation: {mode: none}}\nsecrets:\n  - {name: a, kind: ascii}\nservices:\n  - name: s\n    environment: {A: "$$SCONE::a.crt$$"}\n'), 'SECRET_REFERENCE_INVALID');
+    assert.match(error.message, /format "crt" does not apply to ascii secret "a"/);
   });
 
   it('rejects private_key and issuer naming the wrong secrets', () => {

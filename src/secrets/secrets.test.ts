@@ -387,6 +387,12 @@ describe('resolveServiceConfig', () => {
     assert.equal(config.environment['toString'], 'default');
   });
 
+  it('substitutes the exact name before a legacy suffix', async () => {
+    const s = session('secrets:\n  - {name: a, kind: ascii, value: short}\n  - {name: a.crt, kind: ascii, value: dotted}\nservices:\n  - name: s\n    environment: {A: "$$SCONE::a.crt$$"}\n');
+    const config = resolveServiceConfig({ session: s, serviceName: 's', secrets: await generateSecrets(s, undefined, noImports), hostArgs: [], hostEnv: {} });
+    assert.equal(config.environment['A'], 'dotted');
+  });
+
   it('rejects an unknown service and a missing host argument', async () => {
     const s = session('services:\n  - name: s\n    command: run @@2\n');
     const secrets = await generateSecrets(s, undefined, noImports);
