@@ -179,6 +179,9 @@ describe('AuditLog', () => {
 
     log = await openLog(path, { head: acknowledged });
     assert.deepEqual(log.repair, { file: path, truncatedBytes: Buffer.byteLength(torn) });
+    const saved = (await readdir(dirname(path))).filter((name) => name.startsWith('cas_audit.log.partial-'));
+    assert.equal(saved.length, 1);
+    assert.equal(await readFile(join(dirname(path), saved[0]!), 'utf8'), torn);
     assert.deepEqual(log.head(), acknowledged);
     await log.append(sessionRead(3));
     await log.close();
@@ -201,6 +204,21 @@ describe('AuditLog', () => {
     await assert.rejects(openLog(path, { head: { seq: 1, hash: 'f'.repeat(64) } }), (error: unknown) => isCasError(error, 'AUDIT_INTEGRITY'));
     const reopened = await openLog(path, { head: first });
     await reopened.close();
+  });
+
+  test('open behind the stored head changes nothing', async () => {
+    const path = await tempLogPath('behind-partial');
+    const log = await openLog(path);
+    await log.append(sessionRead(1));
+    await log.append(sessionRead(2));
+    const stored = log.head();
+    await log.close();
+
+    // The final newline is lost: the last acknowledged entry now looks like a partial line.
+    const damaged = (await readFile(path)).subarray(0, -1);
+    await writeFile(path, damaged);
+    await assert.rejects(openLog(path, { head: stored }), (error: unknown) => isCasError(error, 'AUDIT_TRUNCATED'));
+    assert.deepEqual(await readFile(path), damaged);
   });
 
   test('open accepts a file ahead of the stored head', async () => {

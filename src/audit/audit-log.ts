@@ -1,5 +1,5 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { access, mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CasError, isCasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
@@ -16,7 +16,7 @@ import {
   type AuditHead,
   type UnsignedAuditEntry,
 } from './entry.js';
-import { endOfLastCompleteLine, listRotatedFiles, parseRotatedFileName, readFirstLine, readLastLines, rotatedFileName } from './files.js';
+import { endOfLastCompleteLine, listRotatedFiles, parseRotatedFileName, readFirstLine, readFully, readLastLines, rotatedFileName } from './files.js';
 import { auditHmac } from './hmac.js';
 import { isP256Key, signEntryBytes, spkiDer } from './signing.js';
 
@@ -120,40 +120,19 @@ export class AuditLog {
     const handle = await open(path, 'a+');
     try {
       if (!existed) await fsyncDirectory(dirname(path));
-      let size = (await handle.stat()).size;
+      const size = (await handle.stat()).size;
+      const completeEnd = await endOfLastCompleteLine(handle, size);
+
+      // Find the head and compare it with the stored one before changing the file, so that a log that is
+      // behind the database keeps every byte for investigation.
+      const { last, fileFirstSeq, pendingRotation } = await findHead(handle, completeEnd, path);
+      if (options.head !== undefined) await checkStoredHead(handle, completeEnd, last, options.head, path, logger);
 
       let repair: AuditRepair | undefined;
-      const completeEnd = await endOfLastCompleteLine(handle, size);
-      if (completeEnd < size) {
-        repair = { file: path, truncatedBytes: size - completeEnd };
-        await handle.truncate(completeEnd);
-        await handle.sync();
-        size = completeEnd;
-        logger.warn({ file: path, truncatedBytes: repair.truncatedBytes, offset: completeEnd }, 'removed a partial last line from the audit log');
-      }
-
-      let last: AuditHead = { seq: 0, hash: GENESIS_HASH };
-      let fileFirstSeq: number | undefined;
-      let pendingRotation: PendingRotation | undefined;
-      if (size > 0) {
-        last = headOf(await readLastLines(handle, size, 1), path);
-        const firstLine = await readFirstLine(handle, size);
-        fileFirstSeq = firstLine === undefined ? undefined : entryOf(firstLine, path, 'first').seq;
-      } else {
-        // An empty active file after rotated files: the writer stopped between renaming the full file and
-        // writing the first entry of the new one. Continue the chain from the newest rotated file.
-        const rotated = (await listRotatedFiles(path)).at(-1);
-        if (rotated !== undefined) {
-          last = await headOfFile(rotated);
-          const range = parseRotatedFileName(basename(path), basename(rotated))!;
-          pendingRotation = { previousFile: basename(rotated), previousFirstSeq: range.firstSeq, previousLastSeq: last.seq };
-        }
-      }
-
-      if (options.head !== undefined) await checkStoredHead(handle, size, last, options.head, path, logger);
+      if (completeEnd < size) repair = await removePartialLine(handle, path, completeEnd, size, logger);
 
       logger.info({ file: path, seq: last.seq, repaired: repair !== undefined }, 'opened the audit log');
-      return new AuditLog(settings, validity, handle, size, fileFirstSeq, last, pendingRotation, repair);
+      return new AuditLog(settings, validity, handle, completeEnd, fileFirstSeq, last, pendingRotation, repair);
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
@@ -313,6 +292,44 @@ export class AuditLog {
     for (const item of pending) item.reject(this.failure);
     for (const item of this.queue.splice(0)) item.reject(this.failure);
   }
+}
+
+/** The head of the log: the last complete line of the active file, or of the newest rotated file. */
+async function findHead(
+  handle: FileHandle,
+  completeEnd: number,
+  path: string,
+): Promise<{ last: AuditHead; fileFirstSeq: number | undefined; pendingRotation: PendingRotation | undefined }> {
+  if (completeEnd > 0) {
+    const last = headOf(await readLastLines(handle, completeEnd, 1), path);
+    const firstLine = await readFirstLine(handle, completeEnd);
+    return { last, fileFirstSeq: firstLine === undefined ? undefined : entryOf(firstLine, path, 'first').seq, pendingRotation: undefined };
+  }
+
+  // An empty active file after rotated files: the writer stopped between renaming the full file and
+  // writing the first entry of the new one. Continue the chain from the newest rotated file.
+  const rotated = (await listRotatedFiles(path)).at(-1);
+  if (rotated === undefined) return { last: { seq: 0, hash: GENESIS_HASH }, fileFirstSeq: undefined, pendingRotation: undefined };
+  const last = await headOfFile(rotated);
+  const range = parseRotatedFileName(basename(path), basename(rotated))!;
+  return { last, fileFirstSeq: undefined, pendingRotation: { previousFile: basename(rotated), previousFirstSeq: range.firstSeq, previousLastSeq: last.seq } };
+}
+
+/**
+ * Truncates the bytes after the last `\n`: a line whose write was interrupted, so never an acknowledged
+ * entry. They are first copied to `<log>.partial-<time>` beside the log, in case they are not from a crash.
+ */
+async function removePartialLine(handle: FileHandle, path: string, completeEnd: number, size: number, logger: Logger): Promise<AuditRepair> {
+  const partial = Buffer.alloc(size - completeEnd);
+  await readFully(handle, partial, completeEnd);
+  const savedTo = `${path}.partial-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await writeFile(savedTo, partial, { flag: 'wx', flush: true });
+
+  await handle.truncate(completeEnd);
+  await handle.sync();
+  await fsyncDirectory(dirname(path));
+  logger.warn({ file: path, truncatedBytes: partial.length, offset: completeEnd, savedTo }, 'removed a partial last line from the audit log');
+  return { file: path, truncatedBytes: partial.length };
 }
 
 interface CertificateValidity {

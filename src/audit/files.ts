@@ -125,7 +125,7 @@ export async function openForReading(path: string): Promise<FileHandle> {
   return open(path, 'r');
 }
 
-async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
+export async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
   let offset = 0;
   while (offset < buffer.length) {
     const { bytesRead } = await handle.read(buffer, offset, buffer.length - offset, position + offset);
