@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { isCasError } from '../errors/cas-error.js';
 import { silentLogger } from '../logging/logger.js';
 import { AuditLog } from './audit-log.js';
-import { GENESIS_HASH, parseAuditLine, type AuditEntry } from './entry.js';
+import { AUDIT_EVENTS, GENESIS_HASH, parseAuditLine, type AuditEntry } from './entry.js';
 import { auditHmac } from './hmac.js';
-import { createAuditTestIdentity, makeTempDir, sampleEvents, saveAuditTestIdentity, type AuditTestIdentity } from './test-support.js';
+import { createAuditTestIdentity, exampleOfEveryEvent, makeTempDir, sampleEvents, saveAuditTestIdentity, type AuditTestIdentity } from './test-support.js';
 import { verifyAuditLog } from './verify.js';
 
 let identity: AuditTestIdentity;
@@ -76,6 +76,21 @@ describe('AuditLog', () => {
     assert.equal(result.ok, true);
     assert.equal(result.counts['cas.started'], 1);
     assert.equal(result.counts['service.attested'], 1);
+  });
+
+  test('append accepts every event type', async () => {
+    const path = await tempLogPath('every-event');
+    const log = await openLog(path);
+    const examples = exampleOfEveryEvent((value) => log.hmac(value));
+    for (const event of AUDIT_EVENTS) await log.append(examples[event]);
+    await log.close();
+
+    const result = await verifyAuditLog({ files: [path], casCertificatePem: identity.casCertificatePem });
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(Object.keys(result.counts), [...AUDIT_EVENTS]);
+    assert.ok(Object.values(result.counts).every((count) => count === 1));
+    const text = await readFile(path, 'utf8');
+    assert.equal(text.includes('"configuration"'), false, 'the released configuration appears only as its HMAC');
   });
 
   test('append carries the chain on every cas.started', async () => {

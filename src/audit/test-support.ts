@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSelfSignedCertificate } from '../tls/certificates.js';
 import type { AuditSigner } from './audit-log.js';
-import type { AuditEventInput } from './entry.js';
+import type { AuditEventInput, AuditEventType } from './entry.js';
 import { createAuditKeyPair, issueAuditCertificate } from './signing.js';
 
 /**
@@ -78,4 +78,51 @@ export function sampleEvents(hmac: (value: string) => string): AuditEventInput[]
     { event: 'service.rejected', actor: { kind: 'service', session: 'team/app', service: 'db' }, target: { session: 'team/app', service: 'db' }, outcome: 'denied', details: { reason: 'ATTESTATION_REJECTED', evidenceType: 'sgx-dcap' } },
     { event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason: 'shutdown' } },
   ];
+}
+
+/** One valid entry for every event type, keyed by type, so a test can write and count them all. */
+export function exampleOfEveryEvent(hmac: (value: string) => string): Record<AuditEventType, AuditEventInput> {
+  const owner = { kind: 'client', keyHash: '1'.repeat(64) } as const;
+  const service = { kind: 'service', session: 'team/app', service: 'api' } as const;
+  const target = { session: 'team/app', service: 'api' };
+  return {
+    'cas.started': { event: 'cas.started', actor: { kind: 'cas' }, outcome: 'success', details: { mode: 'hardware', version: '1.2.3', repairedBytes: 17 } },
+    'cas.stopped': { event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason: 'signal' } },
+    'cas.provisioned': { event: 'cas.provisioned', actor: owner, outcome: 'success', details: {} },
+    'session.created': { event: 'session.created', actor: owner, target: { session: 'team/app' }, outcome: 'success', details: { sessionHash: '2'.repeat(64) } },
+    'session.updated': {
+      event: 'session.updated',
+      actor: owner,
+      target: { session: 'team/app' },
+      outcome: 'success',
+      details: { sessionHash: '3'.repeat(64), predecessor: '2'.repeat(64) },
+    },
+    'session.deleted': { event: 'session.deleted', actor: owner, target: { session: 'team/app' }, outcome: 'success', details: { sessionHash: '3'.repeat(64) } },
+    'session.read': { event: 'session.read', actor: owner, target: { session: 'team/app' }, outcome: 'denied', details: {} },
+    'service.attested': {
+      event: 'service.attested',
+      actor: service,
+      target,
+      outcome: 'success',
+      details: { evidenceType: 'tdx', measurements: { mrtd: '4'.repeat(96), rtmr0: '5'.repeat(96) }, tcbStatus: 'UpToDate' },
+    },
+    'service.rejected': {
+      event: 'service.rejected',
+      actor: service,
+      target,
+      outcome: 'denied',
+      details: { reason: 'TCB_NOT_MATCHED', evidenceType: 'sgx-dcap', measurements: { mrenclave: '6'.repeat(64) }, tcbStatus: 'OutOfDate' },
+    },
+    'config.released': { event: 'config.released', actor: service, target, outcome: 'success', details: { configHmac: hmac('configuration') } },
+    'backup.registered': { event: 'backup.registered', actor: owner, target: { platformKeyHash: '7'.repeat(64) }, outcome: 'success', details: {} },
+    'backup.removed': { event: 'backup.removed', actor: owner, target: { platformKeyHash: '7'.repeat(64) }, outcome: 'success', details: {} },
+    'snapshot.created': { event: 'snapshot.created', actor: { kind: 'cas' }, target: { snapshot: '2026-12-04T19-00-00Z' }, outcome: 'success', details: { databaseSha256: '8'.repeat(64) } },
+    'restore': { event: 'restore', actor: { kind: 'operator' }, target: { snapshot: '2026-12-04T19-00-00Z' }, outcome: 'success', details: { databaseSha256: '8'.repeat(64) } },
+    'log.rotated': {
+      event: 'log.rotated',
+      actor: { kind: 'cas' },
+      outcome: 'success',
+      details: { previousFile: 'cas_audit.log.000000000001-000000000014', previousFirstSeq: 1, previousLastSeq: 14 },
+    },
+  };
 }

@@ -42,12 +42,17 @@ export interface VerifyAuditOptions {
 
 export const MAX_PROBLEMS = 100;
 
-/** Reads and verifies audit log files; directories expand to the log files inside, oldest first. */
+/**
+ * Reads and verifies audit log files; directories expand to the log files inside, oldest first. Files are
+ * read one at a time, so memory use is bounded by the largest file (the writer rotates at 64 MiB by default).
+ */
 export async function verifyAuditLog(options: VerifyAuditOptions & { files: string[] }): Promise<AuditVerification> {
   if (options.files.length === 0) throw new CasError('INVALID_ARGUMENT', 'No audit log files given; pass at least one file or directory.');
   const paths = await expandAuditInputs(options.files);
-  const files = await Promise.all(paths.map(async (name) => ({ name, content: await readFile(name) })));
-  return verifyAuditContents(files, options);
+  const state = new VerificationState(options);
+  for (const [index, path] of paths.entries()) state.verifyFile(path, await readFile(path), index === paths.length - 1);
+  state.checkExpectedHead();
+  return state.result(paths);
 }
 
 /** Throws the CasError of the first problem, naming file and line; returns the result when it is intact. */
