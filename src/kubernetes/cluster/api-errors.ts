@@ -1,7 +1,7 @@
 import { ApiException } from '@kubernetes/client-node';
 import { CasError } from '../../errors/cas-error.js';
 
-/** The HTTP status of a failed Kubernetes API call, or undefined when the call never got a response. */
+/** Returns the HTTP status of a failed Kubernetes API call, or undefined when the call got no response. */
 export function apiStatus(error: unknown): number | undefined {
   return error instanceof ApiException ? error.code : undefined;
 }

@@ -7,7 +7,7 @@ import { isNotFound, kubeApiError } from './api-errors.js';
 const POLL_INTERVAL_MS = 1000;
 const LOG_TAIL_LINES = 20;
 
-/** The rollout state of a StatefulSet in kubectl's words, and whether it is complete. */
+/** Returns the rollout state of a StatefulSet in kubectl's words, and whether it is complete. */
 export function statefulSetRolloutState(statefulSet: V1StatefulSet): { done: boolean; message: string } {
   const name = statefulSet.metadata?.name ?? '';
   const generation = statefulSet.metadata?.generation ?? 0;
@@ -93,7 +93,7 @@ export async function describeFailure(config: KubeConfig, namespace: string, nam
   return lines.join('\n');
 }
 
-/** One line on the backup registration pods, which the plugin reports but does not wait for. */
+/** Returns one line on the backup registration pods, which the plugin reports but does not wait for. */
 export async function backupStatusLine(config: KubeConfig, namespace: string, name: string): Promise<string> {
   const apps = config.makeApiClient(AppsV1Api);
   const daemonSetName = objectNames(name).backupDaemonSet;

@@ -25,7 +25,7 @@ import {
  * Registers every selected node as a backup target of the primary. A DaemonSet puts one pod on each node,
  * including nodes that join later, without a controller of our own and without cluster-wide RBAC. The
  * registration runs in an init container, which the kubelet retries with back-off until the primary
- * accepts it; the pod then keeps only a `sleep` process, so that the DaemonSet does not restart it.
+ * accepts it. The pod then keeps only a `sleep` process, so that the DaemonSet does not restart it.
  *
  * The registration authenticates with the backup registrar identity from the Secret NAME-backup-registrar
  * (written by the plugin after provisioning), never with the CAS owner's key.

@@ -16,7 +16,7 @@ export interface KubeObject {
 }
 
 /**
- * Every object of a CAS deployment, in apply order: identities and Secrets before the pods that use them,
+ * Builds every object of a CAS deployment, in apply order: identities and Secrets before the pods that use them,
  * the primary before the backup pods that register with it. `--dry-run` prints this list and the apply
  * path sends it unchanged.
  */

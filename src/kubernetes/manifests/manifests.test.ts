@@ -100,7 +100,8 @@ describe('buildManifests agreement with cas serve', () => {
 
   function flag(name: string): string {
     const index = args.indexOf(name);
-    assert.ok(index >= 0 && index + 1 < args.length, `${name} missing from ${args.join(' ')}`);
+    assert.ok(index >= 0, `${name} missing from ${args.join(' ')}`);
+    assert.ok(index + 1 < args.length, `${name} has no value in ${args.join(' ')}`);
     return args[index + 1]!;
   }
 

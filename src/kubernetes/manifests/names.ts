@@ -86,7 +86,7 @@ export function commonLabels(name: string, component?: Component): Record<string
   };
 }
 
-/** The subset of labels that selects one component's pods; selectors are immutable, so it never grows. */
+/** Returns the labels that select one component's pods. Selectors are immutable, so this set never grows. */
 export function selectorLabels(name: string, component: Component): Record<string, string> {
   return {
     'app.kubernetes.io/name': 'cas',
@@ -95,7 +95,7 @@ export function selectorLabels(name: string, component: Component): Record<strin
   };
 }
 
-/** The CAS URL inside the cluster, through the Service. */
+/** Returns the CAS URL inside the cluster, through the Service. */
 export function inClusterUrl(name: string, namespace: string): string {
   return `https://${name}.${namespace}.svc:${DEFAULTS.listenPort}`;
 }

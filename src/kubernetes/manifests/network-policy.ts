@@ -4,7 +4,7 @@ import type { CasDeploymentOptions } from './options.js';
 import { commonLabels, objectNames, selectorLabels } from './names.js';
 
 /**
- * Ingress to the primary only on the CAS API and metrics ports. Sources are not restricted, because
+ * Allows ingress to the primary only on the CAS API and metrics ports. Sources are not restricted, because
  * confidential services anywhere in the cluster attest to the CAS and the API authenticates every client.
  */
 export function primaryNetworkPolicy(options: CasDeploymentOptions): INetworkPolicy {
@@ -27,7 +27,7 @@ export function primaryNetworkPolicy(options: CasDeploymentOptions): INetworkPol
   };
 }
 
-/** The backup registration pods listen on nothing, so they accept no ingress at all. */
+/** Denies all ingress to the backup registration pods, which listen on nothing. */
 export function backupNetworkPolicy(options: CasDeploymentOptions): INetworkPolicy {
   return {
     apiVersion: 'networking.k8s.io/v1',

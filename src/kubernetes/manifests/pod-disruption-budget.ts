@@ -4,8 +4,9 @@ import { commonLabels, objectNames, selectorLabels } from './names.js';
 
 /**
  * Keeps `kubectl drain` and the cluster autoscaler from evicting the only primary. An operator moves it on
- * purpose with `kubectl delete pod`. A pod that is not ready may always be evicted, so a broken primary
- * never blocks a drain.
+ * purpose with `kubectl delete pod`. With `unhealthyPodEvictionPolicy: AlwaysAllow`
+ * (policy/v1, GA in Kubernetes 1.31) a pod that is not ready may be evicted, so a broken primary does
+ * not block a drain.
  */
 export function casPodDisruptionBudget(options: CasDeploymentOptions): IPodDisruptionBudget {
   return {

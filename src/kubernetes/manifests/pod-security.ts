@@ -6,7 +6,7 @@ import { DEPLOYMENT_PATHS } from '../../config/defaults.js';
 import type { CasDeploymentOptions } from './options.js';
 import { CONTAINER_NAMES, CONTAINER_USER_ID, VOLUME_NAMES } from './names.js';
 
-/** Pod-level context: every container runs as the image's unprivileged user unless it says otherwise. */
+/** Returns the pod-level context: every container runs as the image's unprivileged user unless its own context overrides it. */
 export function podSecurityContext(): IPodSecurityContext {
   return {
     runAsNonRoot: true,
@@ -18,7 +18,7 @@ export function podSecurityContext(): IPodSecurityContext {
   };
 }
 
-/** Container context: no privilege escalation, no capabilities, a read-only root file system. */
+/** Returns the container context: no privilege escalation, no capabilities, a read-only root file system. */
 export function restrictedContainerSecurityContext(): ISecurityContext {
   return {
     allowPrivilegeEscalation: false,
@@ -28,7 +28,7 @@ export function restrictedContainerSecurityContext(): ISecurityContext {
   };
 }
 
-/** The node's platform directory, shared by every CAS pod on the node. */
+/** Returns the volume of the node's platform directory, shared by every CAS pod on the node. */
 export function platformVolume(options: CasDeploymentOptions): IVolume {
   return {
     name: VOLUME_NAMES.platform,
@@ -37,7 +37,7 @@ export function platformVolume(options: CasDeploymentOptions): IVolume {
 }
 
 /**
- * An init container that gives the platform directory to the container user. The kubelet creates a
+ * Builds the init container that gives the platform directory to the container user. The kubelet creates a
  * missing hostPath directory owned by root, so this is the one step that runs as root, and it keeps only
  * CAP_CHOWN and CAP_FOWNER (chmod on a directory it does not own).
  */
@@ -62,7 +62,7 @@ export function preparePlatformDirContainer(image: string): IContainer {
   };
 }
 
-/** A writable /tmp, because the root file system is read-only. */
+/** Returns a writable /tmp volume, because the root file system is read-only. */
 export function tmpVolume(): IVolume {
   return { name: VOLUME_NAMES.tmp, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } };
 }

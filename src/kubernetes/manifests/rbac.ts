@@ -5,9 +5,9 @@ import type { CasDeploymentOptions } from './options.js';
 import { commonLabels, objectNames } from './names.js';
 
 /**
- * The pods' own identity, so they do not run as the namespace's `default` ServiceAccount, which other
- * workloads may have been granted rights to. The pods never call the Kubernetes API: the kubelet delivers
- * Secrets and the downward API, so no token is mounted.
+ * Builds the pods' own identity, so they do not run as the namespace's `default` ServiceAccount, which
+ * other workloads may have been granted rights to. The pods never call the Kubernetes API (the kubelet
+ * delivers their Secrets), so no token is mounted.
  */
 export function casServiceAccount(options: CasDeploymentOptions): IServiceAccount {
   return {
@@ -19,7 +19,7 @@ export function casServiceAccount(options: CasDeploymentOptions): IServiceAccoun
 }
 
 /**
- * The Role of the CAS pods. Its rules are empty on purpose: `cas serve` and `cas backup register` use no
+ * Builds the Role of the CAS pods. Its rules are empty on purpose: `cas serve` and `cas backup register` use no
  * Kubernetes API verb, and an explicit, bound, empty Role documents that and makes any later grant a
  * reviewed change of this file.
  */

@@ -2,7 +2,7 @@ import type { ISecret } from 'kubernetes-models/v1/Secret';
 import { FILE_NAMES } from '../../config/defaults.js';
 import { BACKUP_REGISTRAR_KEYS, commonLabels, DCAP_SECRET_KEY, objectNames } from './names.js';
 
-/** The Secret that holds the DCAP API key; pods read it through a secretKeyRef, never from their spec. */
+/** Builds the Secret that contains the DCAP API key; pods read it through a secretKeyRef, never from their spec. */
 export function dcapApiKeySecret(name: string, namespace: string, apiKey: string): ISecret {
   return {
     apiVersion: 'v1',
@@ -14,7 +14,7 @@ export function dcapApiKeySecret(name: string, namespace: string, apiKey: string
 }
 
 /**
- * The Secret that carries the one-time provisioning token into the primary's pod, where `cas serve` reads
+ * Builds the Secret that carries the one-time provisioning token into the primary's pod, where `cas serve` reads
  * it with --provisioning-token-file. The plugin creates it before the pod starts and deletes it after
  * provisioning, so it is not part of the applied manifest set.
  */
@@ -29,8 +29,8 @@ export function provisioningTokenSecret(name: string, namespace: string, token: 
 }
 
 /**
- * The Secret of the backup registrar: a client identity of its own (never the CAS owner's) and the CAS
- * certificate pinned at provisioning, which the registration pods use for `cas backup register`.
+ * Builds the Secret of the backup registrar: a client identity of its own (never the CAS owner's) and the
+ * CAS certificate pinned at provisioning, which the registration pods use for `cas backup register`.
  */
 export function backupRegistrarSecret(
   name: string,

@@ -3,7 +3,7 @@ import { DEFAULTS } from '../../config/defaults.js';
 import type { CasDeploymentOptions } from './options.js';
 import { commonLabels, METRICS_PATH, objectNames, PORT_NAMES, selectorLabels } from './names.js';
 
-/** The CAS API and metrics ports of the primary, annotated for Prometheus scraping. */
+/** Builds the Service of the primary's API and metrics ports, annotated for Prometheus scraping. */
 export function casService(options: CasDeploymentOptions): IService {
   return {
     apiVersion: 'v1',
@@ -21,7 +21,7 @@ export function casService(options: CasDeploymentOptions): IService {
     spec: {
       type: options.serviceType,
       selector: selectorLabels(options.name, 'primary'),
-      // Clients pin the CAS certificate and retry, so a not-yet-ready pod must not receive requests.
+      // Only a ready primary receives requests (the Kubernetes default, stated because it matters here).
       publishNotReadyAddresses: false,
       ports: [
         { name: PORT_NAMES.api, port: DEFAULTS.listenPort, targetPort: PORT_NAMES.api, protocol: 'TCP' },

@@ -25,7 +25,7 @@ import {
 } from './pod-security.js';
 
 /**
- * The primary CAS: a StatefulSet of one replica, so that Kubernetes never runs two pods with the same
+ * Builds the primary CAS: a StatefulSet of one replica, so that Kubernetes never runs two pods with the same
  * identity and the three claims follow the pod. The claims are kept when the StatefulSet is deleted or
  * scaled down.
  */
@@ -80,7 +80,7 @@ export function casStatefulSet(options: CasDeploymentOptions): IStatefulSet {
   };
 }
 
-/** The command line of `cas serve` in the pod; every path comes from DEPLOYMENT_PATHS. */
+/** Returns the command line of `cas serve` in the pod; every path comes from DEPLOYMENT_PATHS. */
 export function serveArguments(options: CasDeploymentOptions): string[] {
   return [
     'serve',

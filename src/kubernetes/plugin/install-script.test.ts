@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { repoRoot } from '../../testing/paths.js';
 import { pluginPath } from '../testing/plugin-process.js';
 
-/** The output directory this test was compiled into (dist, or dist-NAME for a helper's own build). */
+/** Returns the output directory this test was compiled into (dist, or another --outDir). */
 function distDir(): string {
   const fromRoot = relative(repoRoot(), pluginPath());
   return fromRoot.split('/')[0]!;

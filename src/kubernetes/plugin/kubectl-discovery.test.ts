@@ -6,14 +6,14 @@ import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { pluginPath, scratchHome } from '../testing/plugin-process.js';
 
-/** The real kubectl binary, found on PATH; the test fails rather than skips when it is missing. */
+/** Returns the real kubectl binary on PATH. The test fails rather than skips when it is missing. */
 function kubectlOnPath(): string {
   const found = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
   assert.equal(found.status, 0, 'kubectl is not on PATH; install it to run this test');
   return found.stdout.trim();
 }
 
-/** A PATH whose first directory holds a `kubectl-provision` wrapper around the built plugin. */
+/** Returns a PATH whose first directory contains a `kubectl-provision` wrapper around the built plugin. */
 function pathWithPlugin(): { env: NodeJS.ProcessEnv } {
   const home = scratchHome();
   const wrapper = join(home.dir, 'kubectl-provision');

@@ -17,7 +17,7 @@ export function formatObjects(objects: KubeObject[], format: OutputFormat): stri
   return objects.map((object) => stringify(object, { lineWidth: 0 })).join('---\n');
 }
 
-/** A result document (not Kubernetes objects) in the chosen format. */
+/** Formats a result document (not Kubernetes objects) in the chosen format. */
 export function formatDocument(document: unknown, format: OutputFormat): string {
   return format === 'json' ? JSON.stringify(document, null, 2) + '\n' : stringify(document, { lineWidth: 0 });
 }

@@ -20,7 +20,7 @@ after(async () => {
   await api.close();
 });
 
-/** A fresh cluster state: the namespace and, unless told otherwise, the image pull Secret. */
+/** Resets the cluster to the namespaces and, unless `pullSecret` is false, the image pull Secret. */
 function resetCluster(options: { pullSecret?: boolean } = {}): void {
   api.reset();
   api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });

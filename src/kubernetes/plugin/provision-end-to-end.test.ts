@@ -12,8 +12,8 @@ import { TestKubelet } from '../testing/test-kubelet.js';
 
 /**
  * The whole default path of `kubectl provision cas`: apply, wait for readiness, port-forward through the
- * API server's WebSocket, attest, pin and provision a real `cas serve` that the test kubelet started from
- * the applied StatefulSet, with the token delivered only through the mounted Secret.
+ * API server's WebSocket, then attest, pin and provision a real `cas serve`. The test kubelet starts that
+ * process from the applied StatefulSet, and the token reaches it only through the mounted Secret.
  */
 
 const NAMESPACE = 'confidential';

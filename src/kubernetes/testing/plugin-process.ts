@@ -16,8 +16,8 @@ export interface PluginRun {
 }
 
 /**
- * A scratch directory that stands in for the user's home: HOME (so ~/.kube/config is absent), CAS_HOME and
- * the kubeconfig file live in it.
+ * Creates a scratch directory that replaces the user's home: HOME (so ~/.kube/config is absent), CAS_HOME
+ * and the kubeconfig file are in it.
  */
 export function scratchHome(kubeconfig?: string): { dir: string; kubeconfigPath: string; casHome: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kubectl-provision-test-'));

@@ -72,7 +72,7 @@ export class StrictSchemaValidator {
     return new StrictSchemaValidator(program, aliases);
   }
 
-  /** Every problem of one object; empty when the object is valid. */
+  /** Returns every problem of one object; the list is empty when the object is valid. */
   async validate(object: { apiVersion?: unknown; kind?: unknown }): Promise<SchemaProblem[]> {
     const { apiVersion, kind } = object;
     if (typeof apiVersion !== 'string' || typeof kind !== 'string') {

@@ -13,7 +13,7 @@ import { createSelfSignedCertificate } from '../../tls/certificates.js';
  * events), create, server-side apply (PATCH application/apply-patch+yaml), delete, pod logs and the
  * pods/portforward WebSocket (v4.channel.k8s.io), with an in-memory object store.
  *
- * It is deliberately small, and where it simplifies it says so:
+ * It is deliberately small. Its simplifications:
  * - Server-side apply replaces the fields the applied configuration sets and keeps `status` and the
  *   server-owned metadata; it does not track field ownership across several managers.
  * - A built-in StatefulSet controller creates the claims of `volumeClaimTemplates` and pod `NAME-0`, as the
@@ -96,7 +96,7 @@ export class TestApiServer {
     return `https://127.0.0.1:${address.port}`;
   }
 
-  /** A kubeconfig for this server with one context, `test`, whose namespace is `contextNamespace`. */
+  /** Returns a kubeconfig for this server with one context, `test`, whose namespace is `contextNamespace`. */
   kubeconfig(contextNamespace = 'default'): string {
     return JSON.stringify({
       apiVersion: 'v1',
@@ -223,7 +223,8 @@ export class TestApiServer {
     const url = new URL(req.url ?? '/', 'https://127.0.0.1');
     const text = await readBody(req);
     const contentType = req.headers['content-type']?.split(';')[0];
-    const body = text.length === 0 ? undefined : contentType === 'application/apply-patch+yaml' ? parseYaml(text) : JSON.parse(text);
+    let body: unknown;
+    if (text.length > 0) body = contentType === 'application/apply-patch+yaml' ? parseYaml(text) : JSON.parse(text);
     this.requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, contentType, body });
 
     if (!this.authorized(req)) return sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
@@ -363,7 +364,7 @@ export class TestApiServer {
     res.end(lines.map((line) => line + '\n').join(''));
   }
 
-  /** The v4.channel.k8s.io port-forward protocol: channel 0 carries data, channel 1 errors, each first sends the port. */
+  /** Serves the v4.channel.k8s.io port-forward protocol: channel 0 carries data and channel 1 errors, and each first sends the port. */
   private portForward(ws: WebSocket, namespace: string, pod: string, port: number): void {
     const target = this.forwards.get(`${namespace}/${pod}:${port}`);
     const portBytes = Buffer.alloc(2);
@@ -400,7 +401,7 @@ export class TestApiServer {
     return object;
   }
 
-  /** The StatefulSet controller's part that tests need: claims from volumeClaimTemplates, and pod NAME-0. */
+  /** Plays the StatefulSet controller's part that tests need: claims from volumeClaimTemplates, and pod NAME-0. */
   private afterWrite(object: StoredObject): void {
     if (object['kind'] === 'StatefulSet') {
       const namespace = object['metadata'].namespace;

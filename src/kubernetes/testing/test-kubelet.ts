@@ -12,11 +12,11 @@ import type { TestApiServer } from './test-api-server.js';
 type Json = Record<string, any>;
 
 /**
- * Plays the kubelet for the primary's pod of a StatefulSet stored in a TestApiServer: it runs the CAS
- * container's command as a real `cas serve` process, with each volume mount mapped to a directory under
- * `root` (claims and the node's hostPath persist across restarts), Secret volumes and secretKeyRef
- * variables filled from the stored Secrets, the readiness probe polled over HTTPS, and the pod's API port
- * made reachable through the test API server's port-forward.
+ * Plays the kubelet for the primary's pod of a StatefulSet stored in a TestApiServer. It runs the CAS
+ * container's command as a real `cas serve` process and maps each volume mount to a directory under
+ * `root`, where claims and the node's hostPath persist across restarts. Secret volumes and secretKeyRef
+ * variables are filled from the stored Secrets, the readiness probe is polled over HTTPS, and the pod's
+ * API port is made reachable through the test API server's port-forward.
  *
  * NOTE: init containers are not run. The platform-directory `chown` needs root and a real node, and
  * `cas serve` creates its own platform key in simulation mode.
@@ -47,7 +47,7 @@ export class TestKubelet {
   /**
    * Runs the backup DaemonSet's registration init container for one node, as its pod on that node would,
    * and returns its exit code and output. The node's platform directory is the hostPath directory of that
-   * node. `casAddress` stands in for cluster DNS: the in-cluster CAS URL in the arguments and the pin file
+   * node. `casAddress` replaces cluster DNS: the in-cluster CAS URL in the arguments and the pin file
    * name are replaced by the loopback address of the running CAS.
    */
   async runBackupRegistration(daemonSet: Json, node: string, casAddress: { inClusterUrl: string; loopbackUrl: string }): Promise<{ code: number | null; output: string }> {
@@ -85,7 +85,7 @@ export class TestKubelet {
     });
   }
 
-  /** The host directory behind one volume of a DaemonSet pod on the node whose root is `nodeRoot`. */
+  /** Returns the host directory behind one volume of a DaemonSet pod on the node whose root is `nodeRoot`. */
   private podVolumeDir(workload: Json, volumeName: string, nodeRoot: string): string {
     const namespace: string = workload['metadata'].namespace;
     const volume: Json | undefined = workload['spec'].template.spec.volumes.find((candidate: Json) => candidate.name === volumeName);
@@ -111,7 +111,7 @@ export class TestKubelet {
     return [...this.logs, ...running];
   }
 
-  /** The loopback URL of the one running CAS. */
+  /** Returns the loopback URL of the one running CAS. */
   primaryUrl(): string {
     const first = [...this.running.values()][0];
     if (first === undefined) throw new Error('no CAS is running');
@@ -173,7 +173,7 @@ export class TestKubelet {
     return startCasProcess({ args: args.slice(1), env, cwd: this.root });
   }
 
-  /** The host directory behind one volume of the pod. */
+  /** Returns the host directory behind one volume of the pod, creating it. */
   private volumeDir(statefulSet: Json, volumeName: string): string {
     const namespace: string = statefulSet['metadata'].namespace;
     const name: string = statefulSet['metadata'].name;
@@ -226,7 +226,7 @@ function makeDir(path: string): string {
   return path;
 }
 
-/** One HTTPS probe; like the kubelet it does not verify the server certificate. */
+/** Sends one HTTPS probe and returns its status (0 on failure); like the kubelet, it does not verify the certificate. */
 function probeStatus(base: URL, path: string, scheme: string): Promise<number> {
   if (scheme !== 'HTTPS') return Promise.resolve(0);
   return new Promise((resolve) => {
