@@ -4,6 +4,7 @@ export type { AttestationSecurity, AttestationVariant, Tolerance } from './requi
 export { verifyIntelQuote, type IntelVerifyOptions } from './intel/verify-quote.js';
 export { parseCollateralFile, formatCollateralFile, type IntelCollateral } from './intel/collateral.js';
 export { verifySnpReport, type SnpVerifyOptions } from './snp/verify-report.js';
+export { verifyHardwareEvidence, type HardwareVerifierOptions } from './verify-evidence.js';
 export { evaluateEvidence, HYPERTHREADING_ADVISORIES, type Mismatch } from './policy-evaluation.js';
 export { reportDataFor, checkBinding, REPORT_DATA_LABEL } from './binding.js';
 export { decodeEvidenceBytes, evidenceKind } from './evidence-bytes.js';

@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { parseCollateralFile, type IntelCollateral } from '../intel/collateral.j
 import { verifyIntelQuote } from '../intel/verify-quote.js';
 import { verifySnpReport } from '../snp/verify-report.js';
 import { IntelCollateralCache, collateralExpiry } from './intel-cache.js';
+import { listenAgain, startPcs, stop } from './test-support.js';
 import { KdsClient } from './kds-client.js';
 import { PcsClient, collateralKeyForQuote, type CollateralKey } from './pcs-client.js';
 
@@ -19,53 +20,6 @@ const tdxQuote = readFileSync(join(samples, 'dcap-qvl/sample/tdx_quote'));
 const sgxCollateral = parseCollateralFile(readFileSync(join(samples, 'dcap-qvl/sample/sgx_quote_collateral.json'), 'utf8'));
 const verifyAt = new Date(1751328000 * 1000);
 const API_KEY = 'test-dcap-api-key';
-
-interface Recorded {
-  url: string;
-  headers: IncomingHttpHeaders;
-}
-
-/**
- * Starts a PCS-like collateral server on loopback that serves one FMSPC's collateral in PCS's response format:
- * signed JSON bodies, issuer chains as URL-encoded PEM headers, CRLs as DER (PCK CRL) and hex (root CA
- * CRL, as some PCCS versions send it).
- */
-async function startPcs(collateral: IntelCollateral, fmspc: string): Promise<{ server: Server; baseUrl: string; requests: Recorded[] }> {
-  const requests: Recorded[] = [];
-  const server = createServer((request, response) => {
-    requests.push({ url: request.url!, headers: request.headers });
-    const url = new URL(request.url!, 'http://127.0.0.1');
-    const send = (body: string | Buffer, headers: Record<string, string> = {}): void => {
-      response.writeHead(200, headers);
-      response.end(body);
-    };
-    if (url.pathname === '/sgx/certification/v4/tcb' && url.searchParams.get('fmspc') === fmspc) {
-      // Spacing around the members must not matter: only the tcbInfo value's bytes are signed.
-      send(`{ "tcbInfo" : ${collateral.tcbInfo} ,\n "signature":"${collateral.tcbInfoSignature.toString('hex')}"}`, {
-        'Content-Type': 'application/json',
-        'TCB-Info-Issuer-Chain': encodeURIComponent(collateral.tcbInfoIssuerChain),
-      });
-    } else if (url.pathname === '/sgx/certification/v4/qe/identity') {
-      send(`{"enclaveIdentity":${collateral.qeIdentity},"signature":"${collateral.qeIdentitySignature.toString('hex')}"}`, {
-        'SGX-Enclave-Identity-Issuer-Chain': encodeURIComponent(collateral.qeIdentityIssuerChain),
-      });
-    } else if (url.pathname === '/sgx/certification/v4/pckcrl' && url.searchParams.get('ca') === 'processor') {
-      send(collateral.pckCrl, { 'SGX-PCK-CRL-Issuer-Chain': encodeURIComponent(collateral.pckCrlIssuerChain) });
-    } else if (url.pathname === '/sgx/certification/v4/rootcacrl') {
-      send(collateral.rootCaCrl.toString('hex'));
-    } else {
-      response.writeHead(404);
-      response.end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
-}
-
-async function stop(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
 
 async function expectCode(promise: Promise<unknown>, code: ErrorCode, pattern?: RegExp): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -99,7 +53,7 @@ describe('PcsClient', () => {
   const key = collateralKeyForQuote(sgxQuote);
 
   before(async () => {
-    pcs = await startPcs(sgxCollateral, key.fmspc);
+    pcs = await startPcs(sgxCollateral, key);
   });
   after(async () => stop(pcs.server));
 
@@ -151,7 +105,7 @@ describe('IntelCollateralCache', () => {
   }
 
   it('serves from cache, survives an outage, then expires', async () => {
-    const pcs = await startPcs(sgxCollateral, key.fmspc);
+    const pcs = await startPcs(sgxCollateral, key);
     const port = Number(new URL(pcs.baseUrl).port);
     const hour = 60 * 60 * 1000;
     let now = verifyAt;
@@ -173,7 +127,7 @@ describe('IntelCollateralCache', () => {
     assert.equal(fetches(), 2);
 
     // The network comes back on the same port: the next attempt fetches fresh collateral.
-    const back = await listenAgain(sgxCollateral, key.fmspc, port);
+    const back = await listenAgain(sgxCollateral, key, port);
     now = new Date(now.getTime() + 2 * 60_000);
     assert.equal((await cache.get(key)).tcbInfo, sgxCollateral.tcbInfo);
     assert.equal(fetches(), 3);
@@ -186,14 +140,14 @@ describe('IntelCollateralCache', () => {
   });
 
   it('fails as unavailable without a cached copy', async () => {
-    const pcs = await startPcs(sgxCollateral, key.fmspc);
+    const pcs = await startPcs(sgxCollateral, key);
     await stop(pcs.server);
     const cache = new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl, timeoutMs: 2000 }), { now: () => verifyAt });
     await expectCode(cache.get(key), 'COLLATERAL_UNAVAILABLE', /failed/);
   });
 
   it('rejects collateral that the source serves already expired', async () => {
-    const pcs = await startPcs(sgxCollateral, key.fmspc);
+    const pcs = await startPcs(sgxCollateral, key);
     try {
       const cache = new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl }), { now: () => new Date('2025-08-01T00:00:00Z') });
       await expectCode(cache.get(key), 'COLLATERAL_EXPIRED', /served expired collateral/);
@@ -203,7 +157,7 @@ describe('IntelCollateralCache', () => {
   });
 
   it('keys entries by FMSPC', async () => {
-    const pcs = await startPcs(sgxCollateral, key.fmspc);
+    const pcs = await startPcs(sgxCollateral, key);
     try {
       const cache = new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl }), { now: () => verifyAt });
       await cache.get(key);
@@ -213,17 +167,6 @@ describe('IntelCollateralCache', () => {
     }
   });
 });
-
-/** Starts a PCS-like server on a given port, so a client that keeps its base URL reaches it. */
-async function listenAgain(collateral: IntelCollateral, fmspc: string, port: number): Promise<Server> {
-  const started = await startPcs(collateral, fmspc);
-  await stop(started.server);
-  await new Promise<void>((resolve, reject) => {
-    started.server.once('error', reject);
-    started.server.listen(port, '127.0.0.1', resolve);
-  });
-  return started.server;
-}
 
 describe('KdsClient', () => {
   const dir = join(samples, 'go-sev-guest/verify/testdata');

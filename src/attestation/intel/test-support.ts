@@ -180,6 +180,8 @@ export const UP_TO_DATE_LEVELS: TcbLevelSpec[] = [
 export const PLATFORM_COMPONENTS = [4, 4, 3, 3, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 export interface QuoteSpec {
+  /** Quote format: 3 (default), 4 (SGX body, QE data wrapped as certification data type 6) or 5 (typed body). */
+  version?: 3 | 4 | 5;
   mrenclave?: Buffer;
   mrsigner?: Buffer;
   attributes?: Buffer;
@@ -192,10 +194,11 @@ export interface QuoteSpec {
   qeAttributes?: Buffer;
 }
 
-/** Builds an SGX quote v3 signed by a fresh attestation key, whose QE report the PCK key signs. */
+/** Builds an SGX quote signed by a fresh attestation key, whose QE report the PCK key signs. */
 export async function buildSgxQuote(pki: Pki, spec: QuoteSpec = {}): Promise<Buffer> {
+  const version = spec.version ?? 3;
   const header = Buffer.alloc(48);
-  header.writeUInt16LE(3, 0);
+  header.writeUInt16LE(version, 0);
   header.writeUInt16LE(2, 2);
   header.writeUInt32LE(0, 4);
   header.writeUInt16LE(8, 8);
@@ -223,21 +226,26 @@ export async function buildSgxQuote(pki: Pki, spec: QuoteSpec = {}): Promise<Buf
   createHash('sha256').update(attestationKey).update(qeAuthData).digest().copy(qeReport, 320);
 
   const chain = Buffer.from([pki.pck.cert, pki.pckCa.cert, pki.root.cert].map((cert) => cert.toString('pem')).join('\n') + '\n');
-  const signedBytes = Buffer.concat([header, body]);
-  const certHeader = Buffer.alloc(6);
-  certHeader.writeUInt16LE(5, 0);
-  certHeader.writeUInt32LE(chain.length, 2);
+  let signedBytes = Buffer.concat([header, body]);
+  if (version === 5) {
+    const bodyHeader = Buffer.alloc(6);
+    bodyHeader.writeUInt16LE(1, 0);
+    bodyHeader.writeUInt32LE(body.length, 2);
+    signedBytes = Buffer.concat([header, bodyHeader, body]);
+  }
   const authSize = Buffer.alloc(2);
   authSize.writeUInt16LE(qeAuthData.length);
-  const signatureData = Buffer.concat([
-    await signP1363(attestationKeys.privateKey, signedBytes),
-    attestationKey,
+  const qeSection = Buffer.concat([
     qeReport,
     await signP1363(pki.pck.keys.privateKey, qeReport),
     authSize,
     qeAuthData,
-    certHeader,
-    chain,
+    certificationData(5, chain),
+  ]);
+  const signatureData = Buffer.concat([
+    await signP1363(attestationKeys.privateKey, signedBytes),
+    attestationKey,
+    version === 3 ? qeSection : certificationData(6, qeSection),
   ]);
   const size = Buffer.alloc(4);
   size.writeUInt32LE(signatureData.length);
@@ -267,6 +275,13 @@ export async function buildCollateral(pki: Pki, spec: CollateralSpec = {}): Prom
     qeIdentity,
     qeIdentitySignature: await signP1363(pki.tcbSigner.keys.privateKey, Buffer.from(qeIdentity)),
   };
+}
+
+function certificationData(type: number, data: Buffer): Buffer {
+  const header = Buffer.alloc(6);
+  header.writeUInt16LE(type, 0);
+  header.writeUInt32LE(data.length, 2);
+  return Buffer.concat([header, data]);
 }
 
 // A minimal DER encoder for the SGX extension of the PCK certificate.

@@ -296,6 +296,28 @@ describe('verifyIntelQuote › own PKI', () => {
     assert.equal(result.measurements.isvsvn, 3);
   });
 
+  for (const version of [4, 5] as const) {
+    it(`SGX quote v${version} verifies`, async () => {
+      const other = await buildSgxQuote(pki, { version });
+      assert.equal(parseQuote(other).header.version, version);
+      const result = verifyIntelQuote(other, baseCollateral, { at, rootCa: rootPem });
+      assert.equal(result.teeType, 'sgx');
+      assert.equal(result.measurements.mrenclave, 'aa'.repeat(32));
+    });
+
+    it(`SGX quote v${version} with a flipped body byte is rejected`, async () => {
+      const other = await buildSgxQuote(pki, { version });
+      const bodyOffset = version === 5 ? 48 + 6 : 48;
+      expectCode(() => verifyIntelQuote(flipped(other, bodyOffset + 64), baseCollateral, { at, rootCa: rootPem }), 'EVIDENCE_INVALID', /quote signature/);
+    });
+  }
+
+  it('quote v5 with a wrong body size is rejected', async () => {
+    const other = await buildSgxQuote(pki, { version: 5 });
+    other.writeUInt32LE(383, 50);
+    expectCode(() => verifyIntelQuote(other, baseCollateral, { at, rootCa: rootPem }), 'EVIDENCE_INVALID', /size 383/);
+  });
+
   it('fails against the Intel root', () => {
     expectCode(() => verifyIntelQuote(quote, baseCollateral, { at }), 'CERT_CHAIN_INVALID');
   });
