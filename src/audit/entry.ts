@@ -45,12 +45,24 @@ export type AuditEventType = (typeof AUDIT_EVENTS)[number];
 
 const hexSha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex characters');
 const hmacValue = z.string().regex(/^hmac-sha256:[0-9a-f]{64}$/, 'expected hmac-sha256:<64 hex characters>');
-/** Session, service, snapshot and file names: identifiers, never text. */
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$/, 'expected a name of letters, digits and _.:/-');
+/** Session, service, snapshot and file names: identifiers, never text. Session names may have `/` namespaces. */
+const AUDIT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,1023}$/;
+const name = z.string().regex(AUDIT_NAME, 'expected a name of letters, digits and _.:/-');
+
+/**
+ * Checks that a value can appear as a name in an entry. A name that a client sent and that failed validation
+ * (for example in a rejected request) must be left out or replaced by its `auditHmac` instead.
+ */
+export function isAuditName(value: string): boolean {
+  return AUDIT_NAME.test(value);
+}
 
 export const EVIDENCE_TYPES = ['sgx-dcap', 'tdx', 'sev-snp', 'simulated'] as const;
 
-/** TCB status values of Intel's TCB Info, plus `NotApplicable` for evidence that has none (SEV-SNP, simulated). */
+/**
+ * TCB status values of Intel's TCB Info (SGX and TDX), `NotEvaluated` for SEV-SNP, whose vendor publishes no
+ * TCB status, and `NotApplicable` for simulated evidence.
+ */
 export const TCB_STATUSES = [
   'UpToDate',
   'SWHardeningNeeded',
@@ -58,15 +70,21 @@ export const TCB_STATUSES = [
   'ConfigurationAndSWHardeningNeeded',
   'OutOfDate',
   'OutOfDateConfigurationNeeded',
+  'TDRelaunchAdvised',
+  'TDRelaunchAdvisedConfigurationNeeded',
   'Revoked',
+  'NotEvaluated',
   'NotApplicable',
 ] as const;
 
-/** Measurement name to lower-case hex value or integer (e.g. `mrenclave`, `rtmr0`, `isvsvn`). */
+/** Security advisory ids, such as `INTEL-SA-00615`. */
+const advisories = z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/)).max(64);
+
+/** Measurement name to lower-case hex value, integer or flag (e.g. `mrenclave`, `rtmr0`, `isvsvn`, `debug`). */
 const measurements = z
   .record(
-    z.string().regex(/^[a-z][a-z0-9_]{0,31}$/),
-    z.union([z.string().regex(/^[0-9a-f]{1,256}$/), z.int().nonnegative()]),
+    z.string().regex(/^[a-z][a-zA-Z0-9_]{0,31}$/),
+    z.union([z.string().regex(/^[0-9a-f]{1,256}$/), z.int().nonnegative(), z.boolean()]),
   )
   .refine((value) => Object.keys(value).length <= 32, 'at most 32 measurements');
 
@@ -109,6 +127,7 @@ const DETAILS = {
     evidenceType: z.enum(EVIDENCE_TYPES),
     measurements,
     tcbStatus: z.enum(TCB_STATUSES),
+    advisories: advisories.optional(),
   }),
   'service.rejected': z.strictObject({
     evidenceType: z.enum(EVIDENCE_TYPES).optional(),
@@ -116,6 +135,7 @@ const DETAILS = {
     reason: z.enum(ERROR_CODES),
     measurements: measurements.optional(),
     tcbStatus: z.enum(TCB_STATUSES).optional(),
+    advisories: advisories.optional(),
   }),
   'config.released': z.strictObject({ configHmac: hmacValue }),
   'backup.registered': empty,

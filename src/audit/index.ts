@@ -5,6 +5,7 @@ export {
   GENESIS_HASH,
   auditEntrySchema,
   canonicalJson,
+  isAuditName,
   parseAuditLine,
   type AuditEntry,
   type AuditEventInput,

@@ -104,7 +104,12 @@ export function exampleOfEveryEvent(hmac: (value: string) => string): Record<Aud
       actor: service,
       target,
       outcome: 'success',
-      details: { evidenceType: 'tdx', measurements: { mrtd: '4'.repeat(96), rtmr0: '5'.repeat(96) }, tcbStatus: 'UpToDate' },
+      details: {
+        evidenceType: 'tdx',
+        measurements: { mrtd: '4'.repeat(96), rtmr0: '5'.repeat(96), tdAttributes: '0'.repeat(16), debug: false },
+        tcbStatus: 'TDRelaunchAdvised',
+        advisories: ['INTEL-SA-00837'],
+      },
     },
     'service.rejected': {
       event: 'service.rejected',
