@@ -20,6 +20,7 @@ import {
   createCrl,
   createPki,
   qeIdentityText,
+  signP1363,
   tcbInfoText,
   type Pki,
 } from './test-support.js';
@@ -354,6 +355,37 @@ describe('verifyIntelQuote › own PKI', () => {
       pckCrlIssuerChain: platformCa.cert.toString('pem') + '\n' + rootPem,
     };
     expectCode(() => verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }), 'COLLATERAL_INVALID', /PCK CRL is issued by "Intel SGX PCK Platform CA", not by "Intel SGX PCK Processor CA"/);
+  });
+
+  it('TCB Info signed by a PCK key is rejected', async () => {
+    // The PCK chain leads to the root too, but a PCK key must never be able to vouch for TCB Info.
+    const pckChain = [pki.pck.cert, pki.pckCa.cert, pki.root.cert].map((cert) => cert.toString('pem')).join('\n');
+    const tcbInfo = tcbInfoText(UP_TO_DATE_LEVELS);
+    const collateral: IntelCollateral = {
+      ...baseCollateral,
+      tcbInfoIssuerChain: pckChain,
+      tcbInfo,
+      tcbInfoSignature: await signP1363(pki.pck.keys.privateKey, Buffer.from(tcbInfo)),
+    };
+    expectCode(() => verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }), 'CERT_CHAIN_INVALID', /TCB Info issuer chain has 2 certificates below the root; expected 1/);
+  });
+
+  it('QE identity signed by a CA that the root issued is rejected', async () => {
+    const qeIdentity = qeIdentityText();
+    const collateral: IntelCollateral = {
+      ...baseCollateral,
+      qeIdentityIssuerChain: pki.pckCa.cert.toString('pem') + '\n' + rootPem,
+      qeIdentity,
+      qeIdentitySignature: await signP1363(pki.pckCa.keys.privateKey, Buffer.from(qeIdentity)),
+    };
+    expectCode(() => verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }), 'CERT_CHAIN_INVALID', /expected an "SGX TCB Signing" certificate/);
+  });
+
+  it('PCK chain with a CA as its leaf is rejected', async () => {
+    // A quote whose "PCK" is the PCK CA itself, signed with the CA's key: two certificates below the root.
+    const caAsPck = { ...pki, pck: pki.pckCa, pckCa: pki.root };
+    const forged = await buildSgxQuote(caAsPck);
+    expectCode(() => verifyIntelQuote(forged, baseCollateral, { at, rootCa: rootPem }), 'CERT_CHAIN_INVALID');
   });
 
   it('expired PCK CRL is rejected as expired', async () => {

@@ -34,12 +34,12 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
   const rootCrl = parseCrl(collateral.rootCaCrl);
   checkCrl(rootCrl, root, at, ROOT_CA_CRL);
   checkIntermediates(pckPath, root, rootCrl);
+  checkShape(pckPath, ['SGX PCK Certificate', 'SGX PCK'], 'PCK certificate chain');
   const pck = pckPath[0]!;
-  if (!pck.subjectCn.includes('SGX PCK Certificate')) {
-    throw new CasError('CERT_CHAIN_INVALID', `the leaf of the PCK certificate chain is "${pck.subjectCn}", not an SGX PCK Certificate`);
-  }
   const pckCrl = parseCrl(collateral.pckCrl);
-  const pckCrlIssuer = verifyIssuedChain(certificatesFromPem(collateral.pckCrlIssuerChain, 'PCK CRL issuer chain'), root, rootCrl, at, 'PCK CRL issuer chain')[0]!;
+  const pckCrlPath = verifyIssuedChain(certificatesFromPem(collateral.pckCrlIssuerChain, 'PCK CRL issuer chain'), root, rootCrl, at, 'PCK CRL issuer chain');
+  checkShape(pckCrlPath, ['SGX PCK'], 'PCK CRL issuer chain');
+  const pckCrlIssuer = pckCrlPath[0]!;
   if (!pckCrlIssuer.subject.equals(pckCrl.issuer)) {
     throw new CasError('COLLATERAL_INVALID', `the PCK CRL issuer chain is for "${pckCrlIssuer.subjectCn}", but the PCK CRL names "${pckCrl.issuerCn}"`);
   }
@@ -48,12 +48,12 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
 
   // TCB Info and QE identity: signed by the TCB Signing certificate over the exact JSON text.
   const tcbInfo = parseSignedJson(collateral.tcbInfo, tcbInfoSchema, 'TCB Info');
-  const tcbSigner = verifyIssuedChain(certificatesFromPem(collateral.tcbInfoIssuerChain, 'TCB Info issuer chain'), root, rootCrl, at, 'TCB Info issuer chain')[0]!;
+  const tcbSigner = tcbSigningCertificate(collateral.tcbInfoIssuerChain, root, rootCrl, at, 'TCB Info issuer chain');
   checkSignedJson(collateral.tcbInfo, collateral.tcbInfoSignature, tcbSigner, 'TCB Info');
   checkWindow(tcbInfo.issueDate, tcbInfo.nextUpdate, at, `TCB Info for FMSPC ${tcbInfo.fmspc}`);
 
   const qeIdentity = parseSignedJson(collateral.qeIdentity, qeIdentitySchema, 'QE identity');
-  const qeSigner = verifyIssuedChain(certificatesFromPem(collateral.qeIdentityIssuerChain, 'QE identity issuer chain'), root, rootCrl, at, 'QE identity issuer chain')[0]!;
+  const qeSigner = tcbSigningCertificate(collateral.qeIdentityIssuerChain, root, rootCrl, at, 'QE identity issuer chain');
   checkSignedJson(collateral.qeIdentity, collateral.qeIdentitySignature, qeSigner, 'QE identity');
   checkWindow(qeIdentity.issueDate, qeIdentity.nextUpdate, at, `QE identity ${qeIdentity.id}`);
 
@@ -116,6 +116,35 @@ function verifyIssuedChain(chain: Certificate[], root: Certificate, rootCrl: Crl
   const path = verifyChain(chain, { root, at, what });
   checkIntermediates(path, root, rootCrl);
   return path;
+}
+
+/**
+ * Checks that a verified path has one certificate per expected role below the root, each with the expected
+ * common name, and that only the last one below the root is a CA. A PCK chain is PCK certificate, PCK
+ * Processor or Platform CA, root; a TCB signing chain is TCB Signing certificate, root. Without this, any
+ * key that chains to the root, such as a platform's PCK key, could sign TCB Info.
+ */
+function checkShape(path: Certificate[], commonNames: string[], what: string): void {
+  if (path.length !== commonNames.length + 1) {
+    throw new CasError('CERT_CHAIN_INVALID', `${what} has ${path.length - 1} certificates below the root; expected ${commonNames.length}`);
+  }
+  commonNames.forEach((expected, i) => {
+    const cert = path[i]!;
+    if (!cert.subjectCn.includes(expected)) {
+      throw new CasError('CERT_CHAIN_INVALID', `${what}: certificate ${i} is "${cert.subjectCn}", expected an "${expected}" certificate`);
+    }
+    if (i === 0 && commonNames.length > 1 && cert.isCa) {
+      throw new CasError('CERT_CHAIN_INVALID', `${what}: the leaf "${cert.subjectCn}" is a CA certificate`);
+    }
+  });
+}
+
+/** Verifies a TCB Info or QE identity issuer chain and returns its Intel SGX TCB Signing certificate. */
+function tcbSigningCertificate(chainPem: string, root: Certificate, rootCrl: Crl, at: Date, what: string): Certificate {
+  const path = verifyIssuedChain(certificatesFromPem(chainPem, what), root, rootCrl, at, what);
+  checkShape(path, ['SGX TCB Signing'], what);
+  if (path[0]!.isCa) throw new CasError('CERT_CHAIN_INVALID', `${what}: the TCB Signing certificate "${path[0]!.subjectCn}" is a CA certificate`);
+  return path[0]!;
 }
 
 /** Checks the certificates that the root issued against the root CA CRL. */
