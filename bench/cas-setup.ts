@@ -1,0 +1,87 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import type { AuditLog } from '../src/audit/index.js';
+import { FILE_NAMES } from '../src/config/defaults.js';
+import { silentLogger } from '../src/logging/logger.js';
+import { parseSession, sessionHash } from '../src/policy/index.js';
+import { createImportResolver, generateSecrets } from '../src/secrets/index.js';
+import { createCommit, openServerAudit } from '../src/server/audit-setup.js';
+import { loadOrCreateCasIdentity } from '../src/server/cas-identity.js';
+import type { ClientKey } from '../src/server/client-identity.js';
+import { SessionService } from '../src/server/sessions.js';
+import { CasDatabase, openPlatform, type SessionRecord } from '../src/store/index.js';
+import { keyHashOfSpki, type KeyAndCertificate } from '../src/tls/certificates.js';
+
+/** The storage half of a CAS, opened in this process the way `cas serve` opens it, without HTTP. */
+export interface StorageCas {
+  db: CasDatabase;
+  audit: AuditLog;
+  identity: KeyAndCertificate;
+  sessions: SessionService;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens (or creates) the encrypted database in `dataDir` with the simulation platform key in `platformDir`,
+ * the CAS identity, and the audit log at the server's default path, and wires them into a SessionService
+ * with the server's commit function (audit append, then database commit).
+ */
+export async function openStorageCas(dataDir: string, platformDir: string): Promise<StorageCas> {
+  const logger = silentLogger();
+  const platform = await openPlatform({ mode: 'simulation', platformDir, logger });
+  const db = CasDatabase.open({ dataDir, platform, platformDir, logger });
+  const identity = await loadOrCreateCasIdentity(db, '127.0.0.1', logger);
+  const { audit } = await openServerAudit({ db, casIdentity: identity, path: join(dataDir, 'audit', FILE_NAMES.auditLog), logger });
+  const sessions = new SessionService(db, createCommit(db, audit), logger);
+  return {
+    db,
+    audit,
+    identity,
+    sessions,
+    async close() {
+      await audit.close();
+      db.close();
+    },
+  };
+}
+
+/** A client key (the TLS identity of a session owner) from a fresh P-256 key pair. */
+export function newClientKey(): ClientKey {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spkiDer = publicKey.export({ type: 'spki', format: 'der' });
+  return { spkiDer, keyHash: keyHashOfSpki(spkiDer) };
+}
+
+/**
+ * A small session of the kind the suite writes: one service whose environment takes a generated password,
+ * attestation mode `none` so that simulated evidence is accepted.
+ */
+export function sessionText(name: string): string {
+  return `name: ${name}
+version: "0.3"
+services:
+  - name: app
+    command: /usr/bin/app --listen 0.0.0.0:8080
+    environment:
+      DB_PASSWORD: $$SCONE::db_password$$
+      LOG_LEVEL: info
+secrets:
+  - name: db_password
+    kind: ascii
+    size: 24
+security:
+  attestation:
+    mode: none
+`;
+}
+
+/**
+ * Builds the record that SessionService.create stores for `text` (parsed session, generated secrets, session
+ * hash), without writing it. Used to seed many sessions in a few transactions.
+ */
+export async function sessionRecord(text: string, creator: ClientKey): Promise<SessionRecord> {
+  const session = parseSession(text);
+  const secrets = await generateSecrets(session, undefined, createImportResolver(() => undefined));
+  const now = new Date().toISOString();
+  return { name: session.name, hash: sessionHash(session), text, creatorKeyHash: creator.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
+}

@@ -1,0 +1,86 @@
+import type { FigureResult, MachineInfo } from './harness.js';
+
+export interface PageInput {
+  machine: MachineInfo;
+  date: Date;
+  command: string;
+  quick: boolean;
+  totalSeconds: number;
+  results: FigureResult[];
+}
+
+/** Renders docs/benchmarks.md: the machine, a summary table, then one section per figure. */
+export function renderPage(input: PageInput): string {
+  const { machine, date, command, quick, totalSeconds, results } = input;
+  const lines: string[] = [
+    '# Benchmarks',
+    '',
+    'This page is written by `npm run bench` (bench/main.ts); do not edit it by hand. Each figure is compared',
+    'with a limit measured in the same run on the same machine, because absolute times on shared machines',
+    'drift. `npm run bench -- --quick` runs a shorter version with smaller data sets.',
+    '',
+    '## Run',
+    '',
+    `| | |`,
+    `| --- | --- |`,
+    `| command | \`${command}\`${quick ? ' (quick: shorter runs, smaller data sets)' : ''} |`,
+    `| date | ${date.toISOString()} |`,
+    `| machine | ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB.toFixed(1)} GiB memory, ${machine.os} |`,
+    `| Node.js | ${machine.nodeVersion} |`,
+    `| load average at start | ${machine.loadAverage.toFixed(2)} (one minute) |`,
+    `| duration | ${totalSeconds.toFixed(0)} s |`,
+    '',
+    'The machine is shared: other tenants ran builds and tests on the same 2 cores during this run (see the',
+    'load average above), so absolute numbers drift between runs; the ratios to limits measured in the same',
+    'run drift less, but still do.',
+    '',
+    '## Summary',
+    '',
+    '| # | figure | result | target | met |',
+    '| --- | --- | --- | --- | --- |',
+  ];
+  for (const result of results) {
+    if (result.missing !== undefined) {
+      lines.push(`| ${result.number} | ${result.title} | not measured yet: ${result.missing} missing | | |`);
+    } else if (result.failed !== undefined) {
+      lines.push(`| ${result.number} | ${result.title} | not measured: the run failed (${escapeCell(result.failed)}) | | |`);
+    } else {
+      for (const check of result.checks) {
+        lines.push(`| ${result.number} | ${result.title}: ${check.label} | ${check.value} | ${check.target} | ${check.met ? 'yes' : 'no'} |`);
+      }
+    }
+  }
+  lines.push('');
+
+  for (const result of results) {
+    lines.push(`## ${result.number}. ${result.title}`, '');
+    if (result.missing !== undefined) {
+      lines.push(`Not measured yet: ${result.missing} missing.`, '');
+      continue;
+    }
+    if (result.failed !== undefined) {
+      lines.push(`Not measured: the run failed with \`${result.failed}\`.`, '');
+      continue;
+    }
+    lines.push('| measured | value |', '| --- | --- |');
+    for (const value of result.values) lines.push(`| ${value.label} | ${value.value} |`);
+    for (const value of result.limit ?? []) lines.push(`| limit: ${value.label} | ${value.value} |`);
+    for (const check of result.checks) lines.push(`| **${check.label}** (target ${check.target}) | **${check.value}** (${check.met ? 'met' : 'missed'}) |`);
+    lines.push('');
+    if (result.method.length > 0) {
+      lines.push('How:', '');
+      for (const line of result.method) lines.push(`- ${line}`);
+      lines.push('');
+    }
+    if (result.notes.length > 0) {
+      lines.push('Notes:', '');
+      for (const line of result.notes) lines.push(`- ${line}`);
+      lines.push('');
+    }
+  }
+  return lines.join('\n');
+}
+
+function escapeCell(text: string): string {
+  return text.replace(/\|/g, '\\|');
+}
