@@ -54,7 +54,10 @@ export async function expandAuditInputs(inputs: string[]): Promise<string[]> {
     }
 
     const names = await readdir(input);
-    const activeNames = names.filter((name) => name.endsWith('.log'));
+    // The active file may be missing for a moment during rotation, so rotated names also name their log.
+    const activeNames = [
+      ...new Set([...names.filter((name) => name.endsWith('.log')), ...names.flatMap((name) => /^(.+\.log)\.\d{12}-\d{12}$/.exec(name)?.[1] ?? [])]),
+    ];
     if (activeNames.length !== 1) {
       throw new CasError(
         'INVALID_ARGUMENT',
@@ -63,7 +66,8 @@ export async function expandAuditInputs(inputs: string[]): Promise<string[]> {
     }
     const activeName = activeNames[0]!;
     const rotated = names.filter((name) => parseRotatedFileName(activeName, name) !== undefined).sort();
-    files.push(...rotated.map((name) => join(input, name)), join(input, activeName));
+    files.push(...rotated.map((name) => join(input, name)));
+    if (names.includes(activeName)) files.push(join(input, activeName));
   }
   return files;
 }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../logging/logger.js';
 import { AuditLog } from './audit-log.js';
@@ -277,6 +277,24 @@ describe('verifyAuditLog', () => {
   test('head in an omitted older file is a gap', async () => {
     const result = await verifyAuditLog({ files: files.slice(-1), expectedHead: { seq: 1, hash: 'a'.repeat(64) } });
     assert.equal(firstCode(result), 'AUDIT_GAP');
+  });
+
+  test('directory without its active file verifies', async () => {
+    // The state between renaming the full file and creating the next one.
+    const copy = join(directory, 'rotated-only');
+    await mkdir(copy);
+    for (const file of files.slice(0, -1)) await copyFile(file, join(copy, basename(file)));
+    const result = await verifyAuditLog({ files: [copy] });
+    assert.equal(result.ok, true, JSON.stringify(result.problems));
+    assert.equal(result.files.length, files.length - 1);
+  });
+
+  test('directory with two logs is rejected', async () => {
+    const mixed = join(directory, 'two-logs');
+    await mkdir(mixed);
+    await copyFile(files.at(-1)!, join(mixed, 'a.log'));
+    await copyFile(files.at(-1)!, join(mixed, 'b.log'));
+    await assert.rejects(verifyAuditLog({ files: [mixed] }), { code: 'INVALID_ARGUMENT' });
   });
 
   test('missing file is not found', async () => {
