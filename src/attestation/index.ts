@@ -11,6 +11,7 @@ export { decodeEvidenceBytes, evidenceKind } from './evidence-bytes.js';
 export { INTEL_SGX_ROOT_CA_PEM, INTEL_SGX_ROOT_CA_SHA256 } from './intel-root-ca.js';
 export { PcsClient, collateralKeyForQuote, type CollateralKey, type IntelCollateralSource, type PcsClientOptions } from './collateral/pcs-client.js';
 export { IntelCollateralCache, collateralExpiry, type IntelCollateralCacheOptions } from './collateral/intel-cache.js';
+export { FileCollateralStore, type CollateralStore } from './collateral/file-store.js';
 export { KdsClient, type KdsClientOptions } from './collateral/kds-client.js';
 export type { EvidenceSource, CollectedEvidence } from './sources/evidence-source.js';
 export { ConfigfsTsmSource, CONFIGFS_TSM_REPORT_PATH } from './sources/configfs-tsm.js';

@@ -2,13 +2,15 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCasError, type ErrorCode } from '../../errors/cas-error.js';
 import { sharedDir } from '../../testing/paths.js';
 import { parseCollateralFile, type IntelCollateral } from '../intel/collateral.js';
 import { verifyIntelQuote } from '../intel/verify-quote.js';
 import { verifySnpReport } from '../snp/verify-report.js';
+import { FileCollateralStore } from './file-store.js';
 import { IntelCollateralCache, collateralExpiry } from './intel-cache.js';
 import { listenAgain, startPcs, stop } from './test-support.js';
 import { KdsClient } from './kds-client.js';
@@ -137,6 +139,41 @@ describe('IntelCollateralCache', () => {
     now = new Date('2025-07-19T10:01:19Z');
     await expectCode(cache.get(key), 'COLLATERAL_EXPIRED', /QE identity QE expired at 2025-07-19T10:01:18.000Z/);
     assert.equal(fetches(), 4);
+  });
+
+  it('serves a stored copy after a restart while the network is down', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'cas-collateral-'));
+    try {
+      const pcs = await startPcs(sgxCollateral, key);
+      await new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl }), { now: () => verifyAt, store: new FileCollateralStore(directory) }).get(key);
+      await stop(pcs.server);
+      assert.deepEqual(readdirSync(directory), ['sgx-00A067110000-processor.json']);
+
+      // A new process: nothing in memory, PCS unreachable, the stored copy still valid.
+      let now = verifyAt;
+      const restarted = new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl, timeoutMs: 2000 }), { now: () => now, store: new FileCollateralStore(directory) });
+      const stored = await restarted.get(key);
+      assert.equal(stored.tcbInfo, sgxCollateral.tcbInfo);
+      assert.equal(verifyIntelQuote(sgxQuote, stored, { at: now }).tcbStatus, 'ConfigurationAndSWHardeningNeeded');
+
+      now = new Date('2025-07-20T00:00:00Z');
+      await expectCode(restarted.get(key), 'COLLATERAL_EXPIRED', /QE identity QE expired/);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('ignores a damaged stored copy', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'cas-collateral-'));
+    try {
+      writeFileSync(join(directory, 'sgx-00A067110000-processor.json'), '{"truncated":');
+      const pcs = await startPcs(sgxCollateral, key);
+      await stop(pcs.server);
+      const cache = new IntelCollateralCache(new PcsClient({ baseUrl: pcs.baseUrl, timeoutMs: 2000 }), { now: () => verifyAt, store: new FileCollateralStore(directory) });
+      await expectCode(cache.get(key), 'COLLATERAL_UNAVAILABLE');
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('fails as unavailable without a cached copy', async () => {

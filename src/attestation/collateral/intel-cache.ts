@@ -2,6 +2,7 @@ import { CasError, isCasError } from '../../errors/cas-error.js';
 import type { Logger } from '../../logging/logger.js';
 import { parseSignedJson, qeIdentitySchema, tcbInfoSchema, type IntelCollateral } from '../intel/collateral.js';
 import { parseCrl } from '../x509.js';
+import type { CollateralStore } from './file-store.js';
 import type { CollateralKey, IntelCollateralSource } from './pcs-client.js';
 
 /** The collateral item that expires first, and when. */
@@ -35,6 +36,8 @@ export interface IntelCollateralCacheOptions {
   refreshAfterMs?: number;
   /** After a failed refresh, how long the cached copy is served before the next attempt, in milliseconds. Default: 60 seconds. */
   retryAfterMs?: number;
+  /** Keeps fetched collateral across restarts; a stored copy is loaded on the first request for its key. */
+  store?: CollateralStore;
   logger?: Logger;
 }
 
@@ -73,10 +76,25 @@ export class IntelCollateralCache {
     // Concurrent requests for the same key share one fetch.
     let pending = this.inflight.get(id);
     if (pending === undefined) {
-      pending = this.refresh(id, key, entry).finally(() => this.inflight.delete(id));
+      pending = (async () => this.refresh(id, key, entry ?? (await this.loadStored(id, key))))().finally(() => this.inflight.delete(id));
       this.inflight.set(id, pending);
     }
     return pending;
+  }
+
+  /** Loads a stored copy as a cache entry that is due for refresh; a damaged copy is logged and skipped. */
+  private async loadStored(id: string, key: CollateralKey): Promise<Entry | undefined> {
+    if (this.options.store === undefined) return undefined;
+    try {
+      const collateral = await this.options.store.load(id);
+      if (collateral === undefined) return undefined;
+      const entry = { collateral, expiry: collateralExpiry(collateral), refreshAt: this.now() };
+      this.entries.set(id, entry);
+      return entry;
+    } catch (error) {
+      this.options.logger?.warn({ ...key, err: (error as Error).message }, 'stored collateral is unreadable; ignoring it');
+      return undefined;
+    }
   }
 
   private async refresh(id: string, key: CollateralKey, cached: Entry | undefined): Promise<IntelCollateral> {
@@ -97,6 +115,9 @@ export class IntelCollateralCache {
     const refreshAt = new Date(Math.min(expiry.expiresAt.getTime(), now.getTime() + this.refreshAfterMs));
     this.entries.set(id, { collateral, expiry, refreshAt });
     this.options.logger?.info({ ...key, expiresAt: expiry.expiresAt.toISOString(), item: expiry.item }, 'fetched Intel collateral');
+    await this.options.store?.save(id, collateral).catch((error: unknown) => {
+      this.options.logger?.warn({ ...key, err: (error as Error).message }, 'storing collateral failed; it stays cached in memory');
+    });
     return collateral;
   }
 

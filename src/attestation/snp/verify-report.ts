@@ -46,6 +46,9 @@ export function verifySnpReport(reportBytes: Buffer, options: SnpVerifyOptions):
   }
 
   const vcek = typeof options.vcek === 'string' ? certificatesFromPem(options.vcek, 'VCEK')[0]! : parseCertificate(options.vcek);
+  if (vcek.isCa || !vcek.subjectCn.includes('VCEK')) {
+    throw new CasError('CERT_CHAIN_INVALID', `the certificate given as VCEK is "${vcek.subjectCn}"${vcek.isCa ? ', a CA certificate' : ''}, not a VCEK`);
+  }
   const askCandidates = typeof options.ask === 'string' ? certificatesFromPem(options.ask, 'ASK') : [parseCertificate(options.ask)];
   const ask = askCandidates[0]!;
   const arks = options.trustedArks.map((ark) => certificateFromPemOrDer(ark, 'trusted ARK'));
