@@ -294,7 +294,7 @@ export class AuditLog {
   }
 }
 
-/** The head of the log: the last complete line of the active file, or of the newest rotated file. */
+/** Finds the head of the log: the last complete line of the active file, or of the newest rotated file. */
 async function findHead(
   handle: FileHandle,
   completeEnd: number,

@@ -202,7 +202,7 @@ export type AuditEntry = UnsignedAuditEntry & { hash: string; sig: string };
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** What a caller passes to `AuditLog.append`; the writer adds `v`, `seq`, `time`, `prev`, `chain`, `hash`, `sig`. */
+/** The input of `AuditLog.append`. The writer adds `v`, `seq`, `time`, `prev`, `chain`, `hash` and `sig`. */
 export type AuditEventInput = DistributiveOmit<UnsignedAuditEntry, 'v' | 'seq' | 'time' | 'prev' | 'chain'>;
 
 /** The latest entry of a log: what the server stores in its database to detect a truncated log. */
@@ -233,7 +233,7 @@ export function canonicalJson(value: unknown): string {
   throw new TypeError(`canonical JSON cannot represent a value of type ${typeof value}`);
 }
 
-/** The bytes that are hashed and signed: canonical JSON of the entry without `hash` and `sig`. */
+/** Returns the bytes that are hashed and signed: canonical JSON of the entry without `hash` and `sig`. */
 export function signedBytes(entry: UnsignedAuditEntry | AuditEntry): Buffer {
   const { hash: _hash, sig: _sig, ...unsigned } = entry as AuditEntry;
   return Buffer.from(canonicalJson(unsigned), 'utf8');
@@ -243,7 +243,7 @@ export function sha256Hex(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** The line of an entry, including the final `\n`. */
+/** Returns the line of an entry, including the final `\n`. */
 export function entryLine(entry: AuditEntry): Buffer {
   return Buffer.from(canonicalJson(entry) + '\n', 'utf8');
 }
@@ -255,7 +255,7 @@ export type ParsedLine = { ok: true; entry: AuditEntry } | { ok: false; reason: 
 
 /**
  * Parses one line (without its `\n`) and checks everything that needs no key: valid UTF-8 and JSON,
- * canonical bytes, the schema, and `hash`. The signature is checked by the caller, which knows the key.
+ * canonical bytes, the schema, and `hash`. The caller checks the signature with the audit key in effect.
  */
 export function parseAuditLine(line: Buffer): ParsedLine {
   let text: string;

@@ -5,8 +5,8 @@ import { CasError } from '../errors/cas-error.js';
 /**
  * File naming and low-level reading shared by the writer and the verifier.
  *
- * A rotated file is named `<active name>.<first seq>-<last seq>` with both numbers zero-padded to 12 digits,
- * so a plain name sort orders the rotated files of one log; the active file sorts after them.
+ * A rotated file is named `<active name>.<first seq>-<last seq>` with both numbers zero-padded to 12 digits.
+ * So a plain name sort orders the rotated files of one log, and the active file comes after them.
  */
 
 const SEQ_DIGITS = 12;
@@ -15,7 +15,7 @@ export function rotatedFileName(activeName: string, firstSeq: number, lastSeq: n
   return `${activeName}.${String(firstSeq).padStart(SEQ_DIGITS, '0')}-${String(lastSeq).padStart(SEQ_DIGITS, '0')}`;
 }
 
-/** The sequence range encoded in a rotated file name, or undefined when `name` is not a rotated file of `activeName`. */
+/** Returns the sequence range encoded in a rotated file name, or undefined when `name` is not a rotated file of `activeName`. */
 export function parseRotatedFileName(activeName: string, name: string): { firstSeq: number; lastSeq: number } | undefined {
   if (!name.startsWith(activeName + '.')) return undefined;
   const match = /^(\d{12})-(\d{12})$/.exec(name.slice(activeName.length + 1));
@@ -23,7 +23,7 @@ export function parseRotatedFileName(activeName: string, name: string): { firstS
   return { firstSeq: Number(match[1]), lastSeq: Number(match[2]) };
 }
 
-/** The rotated files of the log whose active file is `activePath`, oldest first. */
+/** Lists the rotated files of the log whose active file is `activePath`, oldest first. */
 export async function listRotatedFiles(activePath: string): Promise<string[]> {
   const directory = dirname(activePath);
   const activeName = basename(activePath);

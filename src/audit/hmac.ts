@@ -7,7 +7,7 @@ export const AUDIT_HMAC_KEY_BYTES = 32;
 /**
  * Computes `hmac-sha256:<hex>` of a value under the per-CAS audit HMAC key, as Vault's audit devices do: two
  * entries about the same value carry the same HMAC, so they can be correlated, while the value itself never
- * reaches the log. Whoever holds the key can test guesses, so the key is kept with the CAS's other secrets.
+ * reaches the log. Anyone with the key can test guessed values, so it must stay as secret as the database key.
  */
 export function auditHmac(hmacKey: Buffer, value: string | Buffer): string {
   if (hmacKey.length < AUDIT_HMAC_KEY_BYTES) {

@@ -60,7 +60,7 @@ export async function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `cas-audit-${prefix}-`));
 }
 
-/** A varied sequence of events, as a running CAS would append them. */
+/** Returns a varied sequence of events, as a running CAS would append them. */
 export function sampleEvents(hmac: (value: string) => string): AuditEventInput[] {
   const owner = { kind: 'client', keyHash: 'a'.repeat(64) } as const;
   return [
@@ -80,7 +80,7 @@ export function sampleEvents(hmac: (value: string) => string): AuditEventInput[]
   ];
 }
 
-/** One valid entry for every event type, keyed by type, so a test can write and count them all. */
+/** Returns one valid entry for every event type, keyed by type, so a test can write and count them all. */
 export function exampleOfEveryEvent(hmac: (value: string) => string): Record<AuditEventType, AuditEventInput> {
   const owner = { kind: 'client', keyHash: '1'.repeat(64) } as const;
   const service = { kind: 'service', session: 'team/app', service: 'api' } as const;
