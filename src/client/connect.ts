@@ -3,7 +3,7 @@ import { CasError } from '../errors/cas-error.js';
 import { CasClient } from './cas-client.js';
 import { casHome, loadOrCreateIdentity, readPinnedCertificate, type ClientIdentity } from './home.js';
 
-/** The CAS URL from `--cas`, else `CAS_URL`, else the embedded default `https://127.0.0.1:8081`. */
+/** Resolves the CAS URL from `--cas`, else `CAS_URL`, else the embedded default `https://127.0.0.1:8081`. */
 export function resolveCasUrl(flag: string | undefined): URL {
   const text = flag ?? process.env['CAS_URL'] ?? `https://${DEFAULTS.listenHost}:${DEFAULTS.listenPort}`;
   let url: URL;
@@ -22,7 +22,7 @@ export function resolveCasUrl(flag: string | undefined): URL {
 }
 
 /**
- * A client for a CAS whose certificate `cas attest` has pinned in CAS_HOME. Throws SERVER_NOT_PINNED naming
+ * Creates a client for a CAS whose certificate `cas attest` has pinned in CAS_HOME. Throws SERVER_NOT_PINNED naming
  * the URL and the command to run when there is no pin.
  */
 export async function connectPinned(casFlag: string | undefined, home: string = casHome()): Promise<{ client: CasClient; identity: ClientIdentity }> {
@@ -45,7 +45,7 @@ export async function connectPinned(casFlag: string | undefined, home: string = 
   return { client, identity };
 }
 
-/** A client that accepts any server certificate: for `cas attest` (which verifies it) and `cas provision`. */
+/** Creates a client that accepts any server certificate, for `cas attest` (which verifies it) and `cas provision`. */
 export async function connectUnverified(casFlag: string | undefined, home: string = casHome()): Promise<{ client: CasClient; identity: ClientIdentity }> {
   const casUrl = resolveCasUrl(casFlag);
   const identity = await loadOrCreateIdentity(home);

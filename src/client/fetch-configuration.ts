@@ -20,7 +20,7 @@ export interface FetchConfigurationOptions {
  * connection with the same key. CAS checks that the connection's key is the attested one, so only the
  * holder of the ephemeral key receives the configuration.
  *
- * NOTE: only simulated evidence (signed with the simulation platform key) is produced here; a service in a
+ * NOTE: only simulated evidence, signed with the simulation platform key, is produced here. A service in a
  * TEE would obtain a quote over the same binding instead.
  */
 export async function fetchConfiguration(client: CasClient, options: FetchConfigurationOptions): Promise<ServiceConfiguration> {

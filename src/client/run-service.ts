@@ -26,8 +26,8 @@ export function writeInjectionFiles(configuration: ServiceConfiguration, cwd: st
 }
 
 /**
- * The argv to run: the session's command (with `@@N` already filled from the host arguments), or, for a
- * service without a command, the host command given after `--`.
+ * Returns the argv to run: the session's command, with `@@N` already filled from the host arguments. A
+ * service without a command runs the host command given after `--`.
  */
 export function commandToRun(configuration: ServiceConfiguration, hostArguments: string[]): string[] {
   if (configuration.command.length > 0) return configuration.command;

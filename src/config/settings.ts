@@ -41,6 +41,12 @@ export const serverSettingsSchema = z
     /** Lifetime of a configuration nonce in seconds. */
     nonceTtlSeconds: z.number().int().min(1).max(3600),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    /** Primary lease (high availability): a lock-file directory beside the database, a Kubernetes Lease, or none. */
+    lease: z.enum(['lockfile', 'kubernetes', 'none']),
+    /** Lease period in seconds: a primary that cannot renew within it stops serving; a standby then takes over. */
+    leaseDurationSeconds: z.number().int().min(1).max(3600),
+    /** Name of the Kubernetes Lease object (--lease kubernetes). */
+    leaseName: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a DNS label: lower-case letters, digits and -, at most 63 characters'),
   })
   .strict();
 
@@ -63,6 +69,9 @@ export interface ServerSettingsInput {
   bodyLimitBytes?: number;
   nonceTtlSeconds?: number;
   logLevel?: string;
+  lease?: string;
+  leaseDurationSeconds?: number | string;
+  leaseName?: string;
 }
 
 /** Command-line flag for each settings key, so that validation messages name what the operator typed. */
@@ -79,6 +88,9 @@ const FLAG_FOR_KEY: Record<string, string> = {
   auditLog: '--audit-log',
   provisioningTokenFile: '--provisioning-token-file',
   logLevel: 'CAS_LOG_LEVEL',
+  lease: '--lease',
+  leaseDurationSeconds: '--lease-duration',
+  leaseName: '--lease-name',
 };
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -90,14 +102,12 @@ export const DEFAULT_NONCE_TTL_SECONDS = 60;
  */
 export function loadServerSettings(input: ServerSettingsInput, cwd: string = process.cwd()): ServerSettings {
   const dataDir = input.dataDir ?? DEFAULTS.dataDir;
-  const interval = input.snapshotIntervalSeconds;
   const candidate = {
     dataDir,
     listen: input.listen ?? `${DEFAULTS.listenHost}:${DEFAULTS.listenPort}`,
     platformDir: input.platformDir ?? DEFAULTS.platformDir(),
     mode: input.mode ?? DEFAULTS.mode,
-    snapshotIntervalSeconds:
-      interval === undefined ? DEFAULTS.snapshotIntervalSeconds : typeof interval === 'string' ? parseNumber(interval) : interval,
+    snapshotIntervalSeconds: numberInput(input.snapshotIntervalSeconds, DEFAULTS.snapshotIntervalSeconds),
     snapshotDir: input.snapshotDir ?? join(dataDir, DEFAULTS.snapshotSubdir),
     snapshotsEnabled: input.snapshotsEnabled ?? true,
     snapshotKeepLast: numberInput(input.snapshotKeepLast, DEFAULTS.snapshotKeepLast),
@@ -107,6 +117,9 @@ export function loadServerSettings(input: ServerSettingsInput, cwd: string = pro
     bodyLimitBytes: input.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     nonceTtlSeconds: input.nonceTtlSeconds ?? DEFAULT_NONCE_TTL_SECONDS,
     logLevel: input.logLevel ?? process.env['CAS_LOG_LEVEL'] ?? 'info',
+    lease: input.lease ?? DEFAULTS.lease,
+    leaseDurationSeconds: numberInput(input.leaseDurationSeconds, DEFAULTS.leaseDurationSeconds),
+    leaseName: input.leaseName ?? DEFAULTS.leaseName,
   };
   if (candidate.provisioningTokenFile === undefined) delete candidate.provisioningTokenFile;
 

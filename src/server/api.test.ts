@@ -154,13 +154,15 @@ describe('CAS HTTP API', () => {
   });
 
   describe('bad input', () => {
-    /** Asserts the rejection, that nothing was written and that the server still answers. */
+    /** Asserts the rejection, that nothing was written and that the server still responds. */
     async function expectRejected(action: () => Promise<unknown>, code: string, message: RegExp): Promise<void> {
       const before = await ownerClient.listSessions();
       const error = await rejection(action);
       assert.equal(error.code, code, error.message);
       assert.match(error.message, message);
-      assert.ok((error.details?.['status'] as number) >= 400 && (error.details?.['status'] as number) < 500, `status ${String(error.details?.['status'])}`);
+      const status = error.details?.['status'] as number;
+      assert.ok(status >= 400, `status ${status}`);
+      assert.ok(status < 500, `status ${status}`);
       assert.deepEqual(await ownerClient.listSessions(), before);
       assert.equal((await rawRequest(cas.url, { method: 'GET', path: HEALTH_PATHS.liveness })).status, 200);
     }

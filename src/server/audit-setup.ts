@@ -11,8 +11,8 @@ const AUDIT_HEAD_META = 'audit.head';
 const AUDIT_HMAC_LABEL = 'cas/v1/app/audit-hmac';
 
 /**
- * Opens the audit log with this CAS's audit key. The key and its certificate (issued by the CAS identity
- * key) are created on first start and kept in the encrypted database; the HMAC key is derived from the
+ * Opens the audit log with this CAS's audit key. The key and its certificate, issued by the CAS identity
+ * key, are created on first start and kept in the encrypted database. The HMAC key is derived from the
  * database key. The head stored in the database lets `AuditLog.open` detect a truncated log.
  */
 export async function openServerAudit(options: {

@@ -22,7 +22,7 @@ import { Provisioning } from './provisioning.js';
 import { registerApiRoutes } from './routes.js';
 import { SessionService } from './sessions.js';
 
-/** Response header naming the mode; a simulated CAS says `simulation` on every response. */
+/** Response header naming the mode, so every response of a simulated CAS carries `simulation`. */
 export const MODE_HEADER = 'CAS-Mode';
 
 export interface CasServerOptions {
@@ -30,23 +30,30 @@ export interface CasServerOptions {
   /** Defaults to `casLogger(settings)`. */
   logger?: Logger;
   /**
-   * Test-only seam: produces configuration nonces. Only code that calls this factory can set it; neither the
-   * CLI nor the HTTP API can, so a deployed CAS always uses 32 random bytes.
+   * Test-only seam that produces configuration nonces. Only code that calls this factory can set it. The CLI
+   * and the HTTP API cannot, so a deployed CAS always uses 32 random bytes.
    */
   nonceGenerator?: NonceGenerator;
   /** Called once when the CAS cannot go on (a snapshot failed); the caller closes the server and exits. */
   onFatal?: (error: CasError) => void;
+  /** How long opening waits for another process's lock on cas.db, in milliseconds (see CasDatabase.open). */
+  databaseBusyTimeoutMs?: number;
+  /** False while this instance may not serve (high availability: it does not hold a valid primary lease). */
+  isPrimary?: () => boolean;
 }
 
 export interface CasServer {
   /** Starts listening; resolves with the bound address (the port is known even for port 0). */
   listen(): Promise<{ host: string; port: number; url: string }>;
-  /** Stops accepting requests, waits for those in flight, writes `cas.stopped` and closes audit log and database. */
-  close(reason?: 'signal' | 'shutdown' | 'fatal'): Promise<void>;
+  /**
+   * Stops accepting requests, waits for those in flight, writes `cas.stopped` and closes audit log and
+   * database. After `lease-lost` nothing is written, since another instance may be primary already.
+   */
+  close(reason?: 'signal' | 'shutdown' | 'fatal' | 'lease-lost'): Promise<void>;
   readonly app: CasApp;
 }
 
-/** The server's logger: JSON on stdout, every line carrying `casMode`, so a simulated CAS says so on each. */
+/** Creates the server's logger: JSON on stdout, and every line carries `casMode`, so a simulated CAS is marked. */
 export function casLogger(settings: ServerSettings): Logger {
   return createLogger({ level: settings.logLevel }).child({ casMode: settings.mode });
 }
@@ -65,7 +72,13 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
   }
 
   const platform: Platform = await openPlatform({ mode: settings.mode, platformDir: settings.platformDir, logger });
-  const db = CasDatabase.open({ dataDir: settings.dataDir, platform, logger, platformDir: settings.platformDir });
+  const db = CasDatabase.open({
+    dataDir: settings.dataDir,
+    platform,
+    logger,
+    platformDir: settings.platformDir,
+    ...(options.databaseBusyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.databaseBusyTimeoutMs }),
+  });
   let audit: AuditLog | undefined;
   try {
     assertPlatformNotRemoved(db);
@@ -94,8 +107,8 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       https: {
         key: casIdentity.privateKeyPem,
         cert: casIdentity.certificatePem,
-        // Clients are identified by the key of their certificate, which is usually self-signed, so the
-        // TLS layer requests a certificate but does not validate its issuer; routes that need one check it.
+        // Clients are identified by the key of their usually self-signed certificate. So the TLS layer
+        // requests a certificate without validating its issuer, and routes that need one check it.
         requestCert: true,
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
@@ -115,7 +128,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
     });
 
     let closing = false;
-    registerHealthRoutes(app, db, () => !closing);
+    registerHealthRoutes(app, db, () => !closing && (options.isPrimary?.() ?? true));
     registerApiRoutes(app, {
       mode: settings.mode,
       version,
@@ -150,7 +163,9 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
           await app.close();
           try {
             await recovery.stop();
-            await storeAuditHead(db, await auditLog.append({ event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason } }));
+            if (reason !== 'lease-lost') {
+              await storeAuditHead(db, await auditLog.append({ event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason } }));
+            }
           } finally {
             await auditLog.close();
             db.close();
@@ -169,7 +184,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
 
 /**
  * Health endpoints for Kubernetes probes; they need no client certificate. Startup: the database is open
- * and unsealed. Liveness: the event loop runs this handler and the database answers a query. Readiness:
+ * and unsealed. Liveness: the event loop runs this handler and the database returns a query result. Readiness:
  * this instance serves requests as the primary and is not shutting down.
  */
 function registerHealthRoutes(app: CasApp, db: CasDatabase, serving: () => boolean): void {
@@ -182,12 +197,12 @@ function registerHealthRoutes(app: CasApp, db: CasDatabase, serving: () => boole
       db.countSessions();
       return { status: 'alive' };
     } catch (error) {
-      request.log.error({ err: error }, 'liveness check: the database did not answer');
+      request.log.error({ err: error }, 'liveness check failed: the database query failed');
       return reply.status(503).send({ status: 'database not responding' });
     }
   });
   app.get(HEALTH_PATHS.readiness, async (_request, reply) => {
-    // NOTE: there is no primary lease yet; a running, open instance counts as the primary.
+    // Without high availability (--lease none) a running, open instance counts as the primary.
     if (!serving() || !db.isOpen) return reply.status(503).send({ status: 'not ready' });
     return { status: 'ready' };
   });

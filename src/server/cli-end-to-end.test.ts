@@ -46,7 +46,7 @@ security:
 `;
 }
 
-/** Every regular file below `dir`, recursively. */
+/** Lists every regular file below `dir`, recursively. */
 function filesBelow(dir: string): string[] {
   if (!existsSync(dir)) return [];
   const found: string[] = [];
@@ -223,7 +223,7 @@ describe('cas CLI against cas serve', () => {
     assert.equal(readFileSync(injected, 'utf8'), `password=${firstPassword}`);
   });
 
-  it('runs the host command of a service without command and returns its exit code', async () => {
+  it('runs the host command without session command', async () => {
     const result = await runCas(
       ['run', '--session', 'e2e-app', '--service', 'bare', '--cas', cas.url, '--platform-dir', servicePlatformDir, '--', process.execPath, '-e', 'process.exit(process.env.DB_PASSWORD.length === 24 ? 7 : 1)'],
       ownerEnv,
@@ -252,7 +252,8 @@ describe('cas CLI against cas serve', () => {
       Buffer.from(apiKeyHex, 'hex'),
       Buffer.from(Buffer.from(apiKeyHex, 'hex').toString('base64'), 'utf8'),
     ];
-    assert.ok(firstPassword.length > 0 && apiKeyHex.length > 0, 'the earlier tests must have fetched the secrets');
+    assert.ok(firstPassword.length > 0, 'the earlier tests must have fetched the password');
+    assert.ok(apiKeyHex.length > 0, 'the earlier tests must have fetched the API key');
     const files = [...filesBelow(dataDir), ...filesBelow(serverPlatformDir), ...filesBelow(servicePlatformDir)];
     assert.ok(files.length >= 4, `expected database, key store, audit log and platform keys, found ${files.join(', ')}`);
     for (const file of files) {

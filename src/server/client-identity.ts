@@ -12,7 +12,7 @@ export interface ClientKey {
 const bySocket = new WeakMap<TLSSocket, ClientKey>();
 
 /**
- * Returns the key of the request's TLS client certificate. The TLS handshake proved that the client holds
+ * Returns the key of the request's TLS client certificate. The TLS handshake proved that the client has
  * the private key; the certificate's issuer and dates are irrelevant, because CAS identifies clients only
  * by their public key. Throws CLIENT_CERT_MISSING when the client sent no certificate.
  */

@@ -19,9 +19,9 @@ export interface ConfigurationRequest {
 }
 
 /**
- * Releases a service's configuration after its evidence is verified. The request arrives on a TLS
- * connection whose client key the evidence must bind, together with a nonce that this CAS issued to that
- * same key; so the configuration reaches only the attested key, and evidence cannot be replayed.
+ * Releases a service's configuration after its evidence is verified. The evidence must bind the client key
+ * of the TLS connection the request arrives on and a nonce that this CAS issued to that key. So the
+ * configuration reaches only the attested key, and evidence cannot be replayed.
  */
 export class ConfigurationService {
   constructor(
@@ -86,7 +86,7 @@ export class ConfigurationService {
       details: { evidenceType: 'simulated', measurements: {}, tcbStatus: 'NotApplicable' },
     });
 
-    // Imports are resolved again, so the service sees the exporters' current values.
+    // Imports are resolved again, so the service receives the exporters' current values.
     const importedSecrets = await resolveImports(stored.session, this.sessions.importer());
     const configuration = resolveServiceConfig({
       session: stored.session,

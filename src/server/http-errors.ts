@@ -19,7 +19,7 @@ export function invalidRequest(part: 'body' | 'params' | 'query', error: ZodErro
 /**
  * Maps any error thrown by a route to a status and an ErrorBody. CasErrors keep their message unless the
  * status is an internal one; fastify's own errors (body too large, bad JSON, bad content type) become the
- * matching CasError; anything else is logged and answered with a generic message.
+ * matching CasError; anything else is logged and gets a generic message.
  */
 export function toErrorResponse(error: unknown, bodyLimitBytes: number): { status: number; body: ErrorBody; internal: boolean } {
   const casError = isCasError(error) ? error : fromFastifyError(error, bodyLimitBytes);

@@ -13,7 +13,7 @@ import type { NonceRegistry } from './nonces.js';
 import type { Provisioning, CommitChange } from './provisioning.js';
 import type { SessionService } from './sessions.js';
 
-/** What the routes need from the running server. */
+/** Dependencies of the routes on the running server. */
 export interface RouteContext {
   mode: 'simulation' | 'hardware';
   version: string;

@@ -111,7 +111,7 @@ export class SessionService {
     });
   }
 
-  /** The session for a reader: the document with secret values withheld, never generated secrets. */
+  /** Returns the session for a reader: the document with secret values withheld, never generated secrets. */
   read(name: string, client: ClientKey): { name: string; hash: string; predecessor?: string; creatorKeyHash: string; session: string } {
     const stored = this.requireAllowed(name, client, 'read');
     return {
@@ -162,9 +162,9 @@ export class SessionService {
   }
 
   /**
-   * The importer for generateSecrets: reads exporting sessions from the database and enforces their
-   * exports. `pending` is the session being written; imports that lead back to it see its new version,
-   * so a cycle through it is detected.
+   * Creates the importer for generateSecrets, which reads exporting sessions from the database and
+   * enforces their exports. Imports that lead back to `pending`, the session being written, read its new
+   * version, so a cycle through it is detected.
    */
   importer(pending?: { session: Session; secrets: GeneratedSecrets }): ReturnType<typeof createImportResolver> {
     return createImportResolver((name) => {
@@ -174,7 +174,7 @@ export class SessionService {
     });
   }
 
-  /** A namespaced session `a/b` needs `create_sessions` permission on its parent session `a`. */
+  /** Checks that the client has `create_sessions` on the parent session (`a` for `a/b`). */
   private checkParentAllows(name: string, client: ClientKey): void {
     const parent = parentNamespaces(name).at(-1);
     if (parent === undefined) return;

@@ -28,7 +28,7 @@ export function register(program: Command): void {
     });
 }
 
-/** The host environment as strings: the source of `\@\@NAME` values, which are untrusted input. */
+/** Returns the host environment as strings: the source of `\@\@NAME` values, which are untrusted input. */
 export function hostEnvironment(): Record<string, string> {
   const environment: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) environment[key] = value;

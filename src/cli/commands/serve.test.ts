@@ -7,7 +7,7 @@ import { runCas, startCasProcess, tempDir } from '../../server/testing/cas-proce
 
 describe('cas serve', () => {
   it('serves on the embedded defaults', async () => {
-    // HOME moves ~/.cas-platform into the temporary directory; the working directory holds ./cas-data.
+    // HOME moves ~/.cas-platform into the temporary directory; the working directory contains ./cas-data.
     const home = tempDir('serve-home');
     const cwd = tempDir('serve-cwd');
     const cas = await startCasProcess({ args: [], cwd, env: { HOME: home } });
@@ -19,7 +19,7 @@ describe('cas serve', () => {
       assert.ok(existsSync(join(home, '.cas-platform', FILE_NAMES.platformKey)));
       assert.ok(cas.logLines.every((line) => line.includes('"casMode":"simulation"')), 'every log line names the simulation mode');
     } finally {
-      assert.equal(await cas.stop(), 0, cas.stderr());
+      assert.equal(await cas.stop(), 0, cas.stderr() + cas.logLines.join('\n'));
     }
     assert.ok(cas.logLines.some((line) => line.includes('"msg":"CAS stopped"')));
   });

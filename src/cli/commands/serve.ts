@@ -16,6 +16,9 @@ interface ServeFlags {
   casDatabaseRecovery?: string;
   auditLog?: string;
   provisioningTokenFile?: string;
+  lease?: string;
+  leaseDuration?: string;
+  leaseName?: string;
 }
 
 /** `cas serve`: runs the CAS server until SIGTERM or SIGINT, then stops cleanly and exits 0. */
@@ -35,6 +38,9 @@ export function register(program: Command): void {
     .option('--cas-database-recovery <snapshot>', 'restore this snapshot directory into --data-dir (the replaced files are moved aside) and start from it')
     .option('--audit-log <file>', `audit log file (default <data-dir>/${DEFAULTS.auditSubdir}/cas_audit.log)`)
     .option('--provisioning-token-file <file>', 'read the one-time provisioning token from this file instead of generating one')
+    .option('--lease <kind>', `primary lease: lockfile (in the data directory), kubernetes (a Lease object) or none (default ${DEFAULTS.lease}); see docs/high-availability.md`)
+    .option('--lease-duration <seconds>', `lease period: a primary that cannot renew within it stops serving and a standby takes over (default ${DEFAULTS.leaseDurationSeconds})`)
+    .option('--lease-name <name>', `name of the Kubernetes Lease object with --lease kubernetes (default ${DEFAULTS.leaseName})`)
     .action(async (flags: ServeFlags) => {
       const settings = loadServerSettings({
         ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
@@ -48,10 +54,18 @@ export function register(program: Command): void {
         ...(flags.snapshotKeepDays === undefined ? {} : { snapshotKeepDays: flags.snapshotKeepDays }),
         ...(flags.auditLog === undefined ? {} : { auditLog: flags.auditLog }),
         ...(flags.provisioningTokenFile === undefined ? {} : { provisioningTokenFile: flags.provisioningTokenFile }),
+        ...(flags.lease === undefined ? {} : { lease: flags.lease }),
+        ...(flags.leaseDuration === undefined ? {} : { leaseDurationSeconds: flags.leaseDuration }),
+        ...(flags.leaseName === undefined ? {} : { leaseName: flags.leaseName }),
       });
       // Loaded here, so client commands do not pay for loading fastify and the server modules.
       const { casLogger, createCasServer } = await import('../../server/cas-server.js');
       const logger = casLogger(settings);
+      if (settings.lease !== 'none') {
+        const { serveWithLease } = await import('../../ha/serve-with-lease.js');
+        await serveWithLease(settings, logger, flags.casDatabaseRecovery === undefined ? {} : { recoverySnapshot: flags.casDatabaseRecovery });
+        return;
+      }
       if (flags.casDatabaseRecovery !== undefined) {
         const { recoverFromSnapshot } = await import('../../snapshots/recovery.js');
         await recoverFromSnapshot(flags.casDatabaseRecovery, settings, logger);
@@ -66,9 +80,15 @@ export function register(program: Command): void {
       await new Promise<void>((resolve, reject) => {
         // A failed snapshot stops the CAS: close the database cleanly, then exit with the error's code.
         void fatal.then((error) => server.close('fatal').then(() => reject(error), reject));
+        // The handlers stay installed while the server stops, so a repeated signal cannot kill the process
+        // before the database is closed.
+        let stopping = false;
         const stop = (signal: NodeJS.Signals): void => {
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
+          if (stopping) {
+            logger.info({ signal }, 'received signal while stopping; still waiting for requests in flight');
+            return;
+          }
+          stopping = true;
           logger.info({ signal }, 'received signal');
           server.close('signal').then(resolve, reject);
         };

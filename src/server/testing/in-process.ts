@@ -38,7 +38,7 @@ export async function newIdentity(): Promise<TestIdentity> {
   return { ...created, keyHash: keyHashOfCertificate(created.certificatePem) };
 }
 
-/** A client that does not check the server certificate (tests of the server, not of pinning). */
+/** Creates a client that does not check the server certificate (tests of the server, not of pinning). */
 export function clientFor(url: URL, identity: KeyAndCertificate): CasClient {
   return new CasClient({ casUrl: url, clientKeyPem: identity.privateKeyPem, clientCertificatePem: identity.certificatePem, trust: { kind: 'unverified' } });
 }
