@@ -182,6 +182,12 @@ describe('verifyAuditContents', () => {
     );
   });
 
+  test('empty head is satisfied by any log', () => {
+    assert.equal(verify(sample, { head: { seq: 0, hash: '0'.repeat(64) } }).ok, true);
+    assert.equal(verify(Buffer.alloc(0), { head: { seq: 0, hash: '0'.repeat(64) } }).ok, true);
+    assert.equal(firstCode(verify(Buffer.alloc(0), { head: { seq: 1, hash: '0'.repeat(64) } })), 'AUDIT_TRUNCATED');
+  });
+
   test('head with another hash is an integrity problem', () => {
     const result = verify(sample, { head: { seq: sampleHead.seq, hash: 'f'.repeat(64) } });
     assert.equal(firstCode(result), 'AUDIT_INTEGRITY');

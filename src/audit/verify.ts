@@ -194,6 +194,11 @@ class VerificationState {
   checkExpectedHead(): void {
     const expected = this.options.expectedHead;
     if (expected === undefined) return;
+    if (expected.seq === 0) {
+      // A CAS that has written nothing reports seq 0 with the genesis hash; any files given extend it.
+      if (expected.hash !== GENESIS_HASH) this.report({ code: 'AUDIT_INTEGRITY', message: 'the CAS head has seq 0 but not the genesis hash' });
+      return;
+    }
     const lastSeq = this.last?.seq ?? 0;
     if (lastSeq < expected.seq) {
       this.report({ code: 'AUDIT_TRUNCATED', message: `the files end at seq ${lastSeq} but the CAS head is seq ${expected.seq}; entries after seq ${lastSeq} are missing` });
