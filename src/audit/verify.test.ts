@@ -303,6 +303,16 @@ describe('verifyAuditLog', () => {
     await assert.rejects(verifyAuditLog({ files: [mixed] }), { code: 'INVALID_ARGUMENT' });
   });
 
+  test('incomplete line in a rotated file is an integrity problem', async () => {
+    const content = await readFile(files[0]!);
+    const result = verifyAuditContents([
+      { name: files[0]!, content: content.subarray(0, -10) },
+      ...(await Promise.all(files.slice(1).map(async (name) => ({ name, content: await readFile(name) })))),
+    ]);
+    assert.equal(firstCode(result), 'AUDIT_INTEGRITY');
+    assert.equal(result.problems[0]!.file, files[0]);
+  });
+
   test('missing file is not found', async () => {
     await assert.rejects(verifyAuditLog({ files: [join(directory, 'absent.log')] }), { code: 'NOT_FOUND' });
   });

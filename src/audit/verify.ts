@@ -100,14 +100,18 @@ class VerificationState {
 
     lines.forEach((line, index) => this.verifyLine(file, index + 1, line));
 
-    if (partial !== undefined) {
-      const where = isLastFile ? 'the last line' : 'the last line of a file that is not the newest';
+    if (partial === undefined) return;
+    const line = lines.length + 1;
+    if (isLastFile) {
       this.report({
         code: 'AUDIT_PARTIAL_LINE',
-        message: `${where} is incomplete (${partial.length} bytes without a final newline), as a crash during a write leaves it; reopening the log removes it`,
+        message: `the last line is incomplete (${partial.length} bytes without a final newline), as a crash during a write leaves it; reopening the log removes it`,
         file,
-        line: lines.length + 1,
+        line,
       });
+    } else {
+      // The writer rotates a file only after every line in it was written and fsynced, so no crash leaves this.
+      this.report({ code: 'AUDIT_INTEGRITY', message: `a rotated file ends with an incomplete line (${partial.length} bytes)`, file, line });
     }
   }
 
