@@ -15,11 +15,17 @@ export function kubeApiError(action: string, error: unknown): CasError {
   if (error instanceof CasError) return error;
   let reason = error instanceof Error ? error.message : String(error);
   if (error instanceof ApiException) {
-    const body = parseStatus(error.body);
-    reason = `HTTP ${error.code}${body === undefined ? '' : `: ${body}`}`;
+    const detail = parseStatus(error.body) ?? STATUS_HINTS[error.code];
+    reason = `HTTP ${error.code}${detail === undefined ? '' : `: ${detail}`}`;
   }
   return new CasError('KUBE_API_ERROR', `${action} failed: ${reason}`, { cause: error });
 }
+
+/** Explanations for statuses whose responses client-node does not pass on (it drops the 401 body). */
+const STATUS_HINTS: Record<number, string> = {
+  401: 'Unauthorized: the API server rejected the credentials of the kubeconfig user; log in again or pass --context',
+  403: 'Forbidden: the kubeconfig user lacks this permission in the namespace',
+};
 
 function parseStatus(body: unknown): string | undefined {
   try {

@@ -215,6 +215,23 @@ describe('kubectl-provision cas against the test API server', () => {
     assert.ok(api.get('apps/v1', 'StatefulSet', NAMESPACE, 'mycas'));
   });
 
+  it('rejected credentials name the API error', async () => {
+    const home = scratchHome(api.kubeconfig('default').replace(api.token, 'wrong-token'));
+    const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY], { HOME: home.dir, KUBECONFIG: home.kubeconfigPath });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /error: reading namespace "confidential" failed: HTTP 401: Unauthorized: the API server rejected the credentials/);
+    assert.deepEqual(writes(), []);
+  });
+
+  it('forbidden apply stops with the reason', async () => {
+    api.forbiddenWrites.add('statefulsets');
+    const { env } = environment();
+    const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--no-wait'], env);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /error: applying statefulset\.apps\/mycas failed: HTTP 403: statefulsets\.apps "mycas" is forbidden: User "test" cannot patch/);
+    assert.equal(api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup'), undefined, 'objects after the failed one were applied');
+  });
+
   it('unknown --context fails before any request', async () => {
     const { env } = environment();
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--context', 'elsewhere'], env);

@@ -111,6 +111,17 @@ describe('kubectl provision cas end to end', () => {
     assert.equal(api.list('v1', 'PersistentVolumeClaim', NAMESPACE).length, 3);
   });
 
+  it('--cas-url skips the port-forward', async () => {
+    const casUrl = kubelet.primaryUrl();
+    const upgradesBefore = api.requests.filter((request) => request.method === 'UPGRADE').length;
+    const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--cas-url', casUrl, '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(api.requests.filter((request) => request.method === 'UPGRADE').length, upgradesBefore);
+    const result = JSON.parse(run.stdout) as { provisioned: boolean; pinnedUrls: string[] };
+    assert.equal(result.provisioned, false);
+    assert.deepEqual(result.pinnedUrls, ['https://mycas.confidential.svc:8081', new URL(casUrl).origin]);
+  });
+
   it('another identity cannot provision', async () => {
     const intruder = scratchHome(api.kubeconfig('default'));
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], { HOME: intruder.dir, KUBECONFIG: intruder.kubeconfigPath, CAS_HOME: intruder.casHome });

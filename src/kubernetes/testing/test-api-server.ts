@@ -62,6 +62,8 @@ export interface PortForwardTarget {
 
 export class TestApiServer {
   readonly requests: RecordedRequest[] = [];
+  /** Resources (plural names, such as `statefulsets`) whose writes are answered with 403, as RBAC would. */
+  readonly forbiddenWrites = new Set<string>();
   /** Called after each create or apply, so a test can play the kubelet (start a process, set readiness). */
   onObjectWritten: ((object: StoredObject) => void) | undefined;
 
@@ -121,6 +123,7 @@ export class TestApiServer {
     this.logs.clear();
     this.forwards.clear();
     this.requests.length = 0;
+    this.forbiddenWrites.clear();
     this.onObjectWritten = undefined;
   }
 
@@ -238,6 +241,11 @@ export class TestApiServer {
     if (subresource !== undefined) return sendStatus(res, 404, 'NotFound', `subresource ${subresource} is not served by the test API server`);
     if (type.namespaced && namespace !== undefined && type.resource !== 'namespaces' && !this.objects.has(this.key(typeForKind('v1', 'Namespace'), undefined, namespace))) {
       if (req.method !== 'GET' || name !== undefined) return sendStatus(res, 404, 'NotFound', `namespaces "${namespace}" not found`);
+    }
+
+    if (req.method !== 'GET' && this.forbiddenWrites.has(type.resource)) {
+      const group = type.group === '' ? '' : `.${type.group}`;
+      return sendStatus(res, 403, 'Forbidden', `${type.resource}${group} "${name ?? ''}" is forbidden: User "test" cannot ${(req.method ?? "").toLowerCase()} resource "${type.resource}" in namespace "${namespace}"`);
     }
 
     switch (req.method) {
