@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
-import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { AuditHead } from '../audit/index.js';
@@ -39,8 +39,8 @@ export interface SnapshotResult {
  * Writes a snapshot of the database and key store into a new subdirectory of `snapshotDir`:
  *
  * 1. Pause the write gate: writers queue, reads go on.
- * 2. Copy cas.db with SQLite's online backup API (a standalone file, no -wal needed), read cas.key-store,
- *    the change counter and the audit head. Release the gate.
+ * 2. Copy cas.db into a standalone file (no -wal needed, see `copyDatabase`), read cas.key-store, the
+ *    change counter and the audit head. Release the gate.
  * 3. Write the key store copy, fsync both files, hash them, sign and write the manifest last.
  * 4. fsync the temporary directory, rename it to its final name, fsync `snapshotDir`.
  *
@@ -61,7 +61,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     await mkdir(temporary, { mode: 0o700 });
     const copy = await copyUnderPausedWrites(options, join(temporary, FILE_NAMES.database));
     await writeAndSync(join(temporary, FILE_NAMES.keyStore), copy.keyStore);
-    await syncFile(join(temporary, FILE_NAMES.database));
+    // Hashing reads the copy from the page cache while fsync writes it out.
+    const [databaseFile] = await Promise.all([describeFile(join(temporary, FILE_NAMES.database)), syncFile(join(temporary, FILE_NAMES.database))]);
 
     const manifest = signManifest(
       {
@@ -74,7 +75,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
         platformId: db.platformId,
         keyStorePlatforms: copy.platforms,
         files: {
-          'cas.db': await describeFile(join(temporary, FILE_NAMES.database)),
+          'cas.db': databaseFile,
           'cas.key-store': await describeFile(join(temporary, FILE_NAMES.keyStore)),
         },
         ...(copy.auditHead === undefined ? {} : { audit: copy.auditHead }),
@@ -133,10 +134,56 @@ async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: strin
     const platforms = db.listPlatforms().map((entry) => entry.platformId).sort();
     const auditHead = source.auditHead?.();
     const keyStore = await readFile(db.paths.keyStore);
-    await db.backupTo(databaseCopy);
+    await copyDatabase(db, databaseCopy);
     return { changeCounter, platforms, keyStore, auditHead, readOnlyWindowMs: performance.now() - paused };
   } finally {
     release();
+  }
+}
+
+/**
+ * Copies cas.db while no writer runs. The fast path checkpoints the WAL into cas.db (TRUNCATE), and when
+ * the -wal file is then empty, copies cas.db as a file (a reflink or copy_file_range where the file system
+ * supports it) and sets the header's file format bytes (offsets 18 and 19) from 2 (WAL) to 1 (rollback
+ * journal), as `PRAGMA journal_mode = DELETE` would. The copy then opens on its own, read-only, without
+ * -wal or -shm files. When the checkpoint fails or leaves frames in the WAL, SQLite's online backup API
+ * copies page by page instead.
+ */
+async function copyDatabase(db: CasDatabase, destination: string): Promise<void> {
+  let checkpointed = true;
+  try {
+    db.checkpoint();
+  } catch {
+    checkpointed = false;
+  }
+  if (!checkpointed || (await fileSize(`${db.paths.database}-wal`)) > 0) {
+    await db.backupTo(destination);
+    return;
+  }
+  await copyFile(db.paths.database, destination, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+  const handle = await open(destination, 'r+');
+  try {
+    await handle.chmod(0o600);
+    const header = Buffer.alloc(SQLITE_HEADER_BYTES);
+    const { bytesRead } = await handle.read(header, 0, SQLITE_HEADER_BYTES, 0);
+    if (bytesRead !== SQLITE_HEADER_BYTES || !header.subarray(0, 16).equals(SQLITE_MAGIC)) {
+      throw new CasError('SNAPSHOT_FAILED', `The copy of ${db.paths.database} does not start with an SQLite header`);
+    }
+    await handle.write(Buffer.from([1, 1]), 0, 2, 18);
+  } finally {
+    await handle.close();
+  }
+}
+
+const SQLITE_HEADER_BYTES = 100;
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
   }
 }
 
@@ -181,11 +228,14 @@ export async function syncDirectory(path: string): Promise<void> {
   }
 }
 
+/** Read size for hashing: 1 MiB chunks hash about twice as fast as the 64 KiB stream default. */
+const HASH_CHUNK_BYTES = 1024 * 1024;
+
 /** Size and SHA-256 (hex) of a file, read in a stream so a large database is not held in memory. */
 export async function describeFile(path: string): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(path)) {
+  for await (const chunk of createReadStream(path, { highWaterMark: HASH_CHUNK_BYTES })) {
     size += (chunk as Buffer).length;
     hash.update(chunk as Buffer);
   }

@@ -358,3 +358,18 @@ describe('restoreSnapshot', () => {
     await verifySnapshot(snapshotPath, { platform: backup });
   });
 });
+
+describe('benchmarkSnapshot', () => {
+  it('snapshots a database of the requested size', async () => {
+    const { benchmarkSnapshot } = await import('./benchmark.js');
+    const result = await benchmarkSnapshot({ databaseBytes: 2 * 1024 * 1024 });
+    try {
+      assert.ok(result.databaseBytes >= 2 * 1024 * 1024, `database has ${result.databaseBytes} bytes`);
+      assert.ok(result.durationMs >= result.readOnlyWindowMs);
+      assert.ok(existsSync(result.databasePath));
+    } finally {
+      result.cleanup();
+    }
+    assert.ok(!existsSync(result.databasePath), 'cleanup removes the temporary directory');
+  });
+});
