@@ -6,7 +6,7 @@ import { connectPinned, resolveCasUrl } from '../../client/connect.js';
 import { readPinnedCertificate } from '../../client/home.js';
 import { CasError } from '../../errors/cas-error.js';
 
-/** What `--cas URL` needs from a running CAS: its certificate and the head of its audit log. */
+/** The CAS certificate and audit head that `--cas URL` fetches from a running CAS. */
 export interface AuditAnchor {
   casCertificatePem: string;
   head: AuditHead;
@@ -20,9 +20,9 @@ export interface AuditCommandDependencies {
 }
 
 /**
- * The default `--cas` anchor: the CAS certificate that `cas attest` pinned in CAS_HOME (the CAS identity,
- * which issues the audit key's certificate) and the head from `GET /v1/audit/head` over the pinned
- * connection, authenticated as the CAS owner.
+ * Fetches the default `--cas` anchor: the CAS certificate that `cas attest` pinned in CAS_HOME, which is the
+ * CAS identity that issues the audit key's certificate, and the head from `GET /v1/audit/head` over the
+ * pinned connection, authenticated as the CAS owner.
  */
 const fetchAuditAnchorFromCas: FetchAuditAnchor = async (url) => {
   const { client } = await connectPinned(url);
