@@ -70,7 +70,7 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     .option('--database-storage <SIZE>', 'size of the database claim', DEFAULT_STORAGE.database)
     .option('--snapshot-storage <SIZE>', 'size of the snapshot claim', DEFAULT_STORAGE.snapshots)
     .option('--audit-storage <SIZE>', 'size of the audit-log claim', DEFAULT_STORAGE.auditLog)
-    .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning instead of a port-forward through the API server')
+    .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning (default: a port-forward to pod NAME-0 through the API server)')
     .addHelpText(
       'after',
       `

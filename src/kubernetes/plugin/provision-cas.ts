@@ -1,3 +1,4 @@
+import type { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULTS } from '../../config/defaults.js';
 import { CasError } from '../../errors/cas-error.js';
 import { resourceLabel, applyObjects } from '../cluster/apply.js';
@@ -54,6 +55,9 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   const dcapApiKey = request.dcapApiKey ?? DEFAULT_DCAP_API_KEY;
   if (request.options.mode === 'simulation') {
     say('warning: deploying in simulation mode: the CAS evidence is simulated and proves nothing; use --mode hardware on TEE nodes for production');
+  } else {
+    // NOTE: platform.ts in this build has no TEE sealing backend, so a hardware-mode primary fails at start.
+    say('warning: this build of cas serve cannot seal a platform key with a TEE, so a hardware-mode primary fails to start; see docs/kubernetes.md');
   }
 
   if (request.dryRun) {
@@ -119,7 +123,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
 
 async function provisionThroughCluster(
   request: ProvisionCasRequest,
-  config: Parameters<typeof forwardPodPort>[0],
+  config: KubeConfig,
   options: CasDeploymentOptions,
   token: string,
   say: (line: string) => void,
