@@ -136,6 +136,20 @@ describe('cas CLI against cas serve', () => {
     assert.match(firstHash, /^[0-9a-f]{64}$/);
   });
 
+  it('substitutes only the -e variables', async () => {
+    const templated = join(root, 'templated.yaml');
+    writeFileSync(templated, sessionText('${APP}', injectionDir, workDir).replace('DB_PASSWORD: $$SCONE::db_password$$', () => 'DB_PASSWORD: $$SCONE::db_password$$\n      UNSET: $OTHER'));
+    const result = await runCas(['session', 'create', templated, '-e', 'APP=e2e-templated', '--cas', cas.url, '--output', 'json'], ownerEnv);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal((JSON.parse(result.stdout) as { name: string }).name, 'e2e-templated');
+
+    const fetched = await runCas(['config', 'fetch', '--session', 'e2e-templated', '--service', 'printer', '--cas', cas.url, '--platform-dir', servicePlatformDir, 'x'], ownerEnv);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const environment = (JSON.parse(fetched.stdout) as { environment: Record<string, string> }).environment;
+    assert.equal(environment['UNSET'], '$OTHER');
+    assert.match(environment['DB_PASSWORD']!, /^[A-Za-z0-9]{24}$/);
+  });
+
   it('fetches the configuration with generated secrets', async () => {
     const result = await runCas(
       ['config', 'fetch', '--session', 'e2e-app', '--service', 'printer', '--cas', cas.url, '--platform-dir', servicePlatformDir, 'first-arg'],

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { CasError } from '../../errors/cas-error.js';
+import { openPlatform, type Platform } from '../../store/index.js';
+import { tempDir } from '../testing/cas-process.js';
+import { createSimulatedEvidence, verifySimulatedEvidence, type SimulatedEvidence } from './simulation.js';
+import { verifyEvidence } from './verify.js';
+
+function rejectionOf(action: () => unknown): CasError {
+  try {
+    action();
+  } catch (error) {
+    assert.ok(error instanceof CasError, String(error));
+    return error;
+  }
+  assert.fail('expected EVIDENCE_INVALID');
+}
+
+describe('simulated evidence', () => {
+  let platform: Platform;
+  const nonce = randomBytes(32).toString('hex');
+  const key = randomBytes(91);
+
+  before(async () => {
+    platform = await openPlatform({ mode: 'simulation', platformDir: join(tempDir('evidence'), 'platform') });
+  });
+
+  it('verifies with matching purpose, nonce and key', () => {
+    const evidence = createSimulatedEvidence(platform, 'service-key', nonce, key);
+    const verified = verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce, boundData: key });
+    assert.equal(verified.statement.nonce, nonce);
+    assert.match(verified.platformKeyHash, /^[0-9a-f]{64}$/);
+  });
+
+  it('rejects another nonce', () => {
+    const evidence = createSimulatedEvidence(platform, 'service-key', nonce, key);
+    const error = rejectionOf(() => verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce: randomBytes(32).toString('hex'), boundData: key }));
+    assert.equal(error.code, 'EVIDENCE_INVALID');
+    assert.match(error.message, /another nonce/);
+  });
+
+  it('rejects another bound key', () => {
+    const evidence = createSimulatedEvidence(platform, 'service-key', nonce, key);
+    const error = rejectionOf(() => verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce, boundData: randomBytes(91) }));
+    assert.match(error.message, /bound to another key/);
+  });
+
+  it('rejects another purpose', () => {
+    const evidence = createSimulatedEvidence(platform, 'cas-certificate', nonce, key);
+    const error = rejectionOf(() => verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce, boundData: key }));
+    assert.match(error.message, /purpose/);
+  });
+
+  it('rejects a changed statement', () => {
+    const evidence = createSimulatedEvidence(platform, 'service-key', nonce, key);
+    const statement = Buffer.from(evidence.statement, 'base64');
+    statement[statement.length - 3] = statement[statement.length - 3]! ^ 0x01;
+    const tampered: SimulatedEvidence = { ...evidence, statement: statement.toString('base64') };
+    const error = rejectionOf(() => verifySimulatedEvidence(tampered, { purpose: 'service-key', nonce, boundData: key }));
+    assert.match(error.message, /signature does not verify/);
+  });
+
+  it('rejects a swapped platform key', async () => {
+    const other = await openPlatform({ mode: 'simulation', platformDir: join(tempDir('evidence'), 'other') });
+    const evidence = { ...createSimulatedEvidence(platform, 'service-key', nonce, key), platformPublicKey: other.publicKeyPem };
+    const error = rejectionOf(() => verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce, boundData: key }));
+    assert.match(error.message, /signature does not verify/);
+  });
+
+  it('rejects unknown fields', () => {
+    const evidence = { ...createSimulatedEvidence(platform, 'service-key', nonce, key), extra: 1 };
+    const error = rejectionOf(() => verifySimulatedEvidence(evidence, { purpose: 'service-key', nonce, boundData: key }));
+    assert.match(error.message, /malformed/);
+  });
+
+  it('dispatches by type and rejects unknown types', async () => {
+    const evidence = createSimulatedEvidence(platform, 'service-key', nonce, key);
+    const verified = await verifyEvidence(evidence, { nonce, publicKeyDer: key });
+    assert.equal(verified.simulated, true);
+    await assert.rejects(verifyEvidence({ type: 'sgx-epid' }, { nonce, publicKeyDer: key }), (error: unknown) => error instanceof CasError && /not supported/.test(error.message));
+    await assert.rejects(verifyEvidence('text', { nonce, publicKeyDer: key }), (error: unknown) => error instanceof CasError && error.code === 'EVIDENCE_INVALID');
+  });
+});
