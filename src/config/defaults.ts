@@ -28,6 +28,10 @@ export const DEFAULTS = {
   snapshotSubdir: 'snapshots',
   /** The audit log is `<data-dir>/audit/cas_audit.log` unless --audit-log names another file. */
   auditSubdir: 'audit',
+  /** High availability: a lock-file lease in the data directory, renewed within 15 s as in client-go. */
+  lease: 'lockfile' as 'lockfile' | 'kubernetes' | 'none',
+  leaseDurationSeconds: 15,
+  leaseName: 'cas-primary',
   platformDir: (): string => join(homedir(), '.cas-platform'),
   casHome: (): string => process.env['CAS_HOME'] ?? join(homedir(), '.cas'),
 } as const;

@@ -1,0 +1,243 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServerSettings } from '../config/settings.js';
+import { CasError, isCasError } from '../errors/cas-error.js';
+import type { Logger } from '../logging/logger.js';
+import { createCasServer, type CasServer } from '../server/cas-server.js';
+import { openPlatform } from '../store/index.js';
+import { addLeaseFencing } from './fencing.js';
+import { LeaseElector, leaseTiming, notPrimaryError, type LeaseHolder, type LeaseRecord, type LeaseStore } from './lease.js';
+import { startStandbyServer, type StandbyServer } from './standby-server.js';
+
+export interface HighAvailabilityOptions {
+  settings: ServerSettings;
+  logger: Logger;
+  store: LeaseStore;
+  /** Lease period in milliseconds. */
+  leaseDurationMs: number;
+  /** Unique id of this instance; default `<host>/<pid>/<random>`. In Kubernetes, the pod name. */
+  instanceId?: string;
+  /** Called once when the CAS cannot go on (a snapshot failed, the database cannot be opened at all). */
+  onFatal?: (error: CasError) => void;
+  /**
+   * Take the lease at once from a holder on the same node whose process no longer exists (lock-file
+   * leases only, where node names are meaningful). Default false.
+   */
+  takeOverFromDeadLocalHolder?: boolean;
+  /** Runs once, the first time this instance holds the lease and before it opens the database. */
+  beforeFirstOpen?: () => Promise<void>;
+}
+
+export interface HighAvailabilityCas {
+  /** URL of the port this instance listens on, as standby first and as primary later. */
+  readonly url: string;
+  readonly instanceId: string;
+  /** Current role, for tests and logs. */
+  role(): 'standby' | 'opening-database' | 'primary';
+  /** Stops serving: releases the lease if held (a standby then takes over at once) and closes the database. */
+  close(reason?: 'signal' | 'shutdown' | 'fatal'): Promise<void>;
+}
+
+/** Interval between attempts to open a database that the previous primary still has locked. */
+const DATABASE_RETRY_MS = 250;
+
+/**
+ * Runs `cas serve` with a primary lease. The instance starts as a standby on its port: it returns health
+ * results and evidence about itself and rejects API requests with 503 NOT_PRIMARY. Once it holds the
+ * lease it opens the database (retrying while the previous primary still holds SQLite's lock), switches
+ * the port over to the CAS server and renews the lease. If it cannot renew in time, it closes the database
+ * without writing and becomes a standby again. Every API request is fenced by the lease, see fencing.ts.
+ */
+export async function startHighAvailableCas(options: HighAvailabilityOptions): Promise<HighAvailabilityCas> {
+  const { settings, logger } = options;
+  const platform = await openPlatform({ mode: settings.mode, platformDir: settings.platformDir, logger });
+  const instanceId = options.instanceId ?? `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+  const timing = leaseTiming(options.leaseDurationMs);
+  const log = logger.child({ component: 'ha', instance: instanceId });
+
+  // The port is fixed before the lease holder record is written, so NOT_PRIMARY can name the primary's URL.
+  let standby: StandbyServer | undefined;
+  let phase: 'standby' | 'opening-database' | 'primary' = 'standby';
+  const node = process.env['CAS_NODE_NAME'] ?? hostname();
+  const self: LeaseHolder = { id: instanceId, platformId: platform.id, node, pid: process.pid };
+  const elector = new LeaseElector({
+    store: options.store,
+    self,
+    timing,
+    onObserved: (record) => logObserved(log, record),
+    ...(options.takeOverFromDeadLocalHolder === true ? { isHolderGone: (holder: LeaseHolder) => holder.node === node && holder.pid !== undefined && !processExists(holder.pid) } : {}),
+  });
+  const notPrimary = (): CasError => notPrimaryError(elector.current, self, phase === 'opening-database' ? 'starting' : 'standby');
+
+  standby = await startStandbyServer({ settings, port: settings.listen.port, platform, instanceId, logger: log, notPrimary, phase: () => (phase === 'primary' ? 'standby' : phase) });
+  const port = standby.port;
+  const url = standby.url;
+  self.url = url;
+  log.info({ lease: options.store.location, leaseDurationMs: timing.durationMs, url }, 'waiting for the primary lease');
+
+  let stopping = false;
+  let server: CasServer | undefined;
+  let beforeFirstOpen = options.beforeFirstOpen;
+  const wake = new AbortController();
+
+  const runLoop = async (): Promise<void> => {
+    while (!stopping) {
+      await acquireLease();
+      if (stopping) return;
+      phase = 'opening-database';
+      if (beforeFirstOpen !== undefined) {
+        const run = beforeFirstOpen;
+        beforeFirstOpen = undefined;
+        try {
+          await run();
+        } catch (error) {
+          await elector.release().catch((releaseError: unknown) => log.warn({ err: releaseError }, 'releasing the lease failed'));
+          throw error;
+        }
+      }
+      const opened = await openWhileHoldingLease();
+      if (opened === undefined) {
+        phase = 'standby';
+        continue;
+      }
+      server = opened;
+      await standby?.close();
+      standby = undefined;
+      addLeaseFencing(server.app, { check: fenceCheck, bodyLimitBytes: settings.bodyLimitBytes });
+      await server.listen();
+      phase = 'primary';
+      log.info({ fencingToken: elector.token, url }, 'serving as primary');
+
+      await renewUntilLost();
+      if (stopping) return;
+      log.error({ fencingToken: elector.current?.token, primary: elector.current?.holder ?? null }, 'lost the primary lease; closing the database without writing and becoming a standby');
+      elector.lose();
+      const closing = server;
+      server = undefined;
+      await closing.close('lease-lost');
+      phase = 'standby';
+      standby = await startStandbyServer({ settings, port, platform, instanceId, logger: log, notPrimary, phase: () => (phase === 'primary' ? 'standby' : phase) });
+    }
+  };
+
+  const fenceCheck = (): CasError | undefined => (elector.isValid() ? undefined : notPrimaryError(elector.current, self, 'expired'));
+
+  const acquireLease = async (): Promise<void> => {
+    while (!stopping) {
+      try {
+        if (await elector.tryAcquire()) {
+          log.info({ fencingToken: elector.token, lease: options.store.location }, 'acquired the primary lease');
+          return;
+        }
+      } catch (error) {
+        log.warn({ err: error, lease: options.store.location }, 'reading or writing the lease failed; retrying');
+      }
+      await pause(timing.renewIntervalMs);
+    }
+  };
+
+  /** Opens the CAS server while renewing the lease; undefined when the lease was lost first. */
+  const openWhileHoldingLease = async (): Promise<CasServer | undefined> => {
+    let lockedSince: number | undefined;
+    let lastRenew = performance.now();
+    while (!stopping) {
+      try {
+        return await createCasServer({ settings, logger, databaseBusyTimeoutMs: 0, isPrimary: () => elector.isValid(), ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }) });
+      } catch (error) {
+        if (!isDatabaseLocked(error)) {
+          log.error({ err: error }, 'opening the database failed; releasing the primary lease');
+          await elector.release().catch((releaseError: unknown) => log.warn({ err: releaseError }, 'releasing the lease failed'));
+          throw error;
+        }
+        if (lockedSince === undefined) {
+          lockedSince = performance.now();
+          log.warn({ dataDir: settings.dataDir }, 'holding the lease, but the previous primary still has the database locked; retrying until it closes the database');
+        }
+      }
+      await pause(DATABASE_RETRY_MS);
+      if (performance.now() - lastRenew >= timing.renewIntervalMs) {
+        lastRenew = performance.now();
+        if (!(await renewOnce())) return undefined;
+      }
+    }
+    return undefined;
+  };
+
+  /** Renews until the lease is lost or the instance stops. */
+  const renewUntilLost = async (): Promise<void> => {
+    while (!stopping) {
+      await pause(timing.renewIntervalMs);
+      if (stopping) return;
+      if (!(await renewOnce())) return;
+    }
+  };
+
+  /** One renewal; false when the lease is lost (taken by another instance, or not renewed in time). */
+  const renewOnce = async (): Promise<boolean> => {
+    try {
+      if (await elector.renew()) return true;
+      return false;
+    } catch (error) {
+      // A failing store (API server unreachable) is not a lost lease yet: the lease stays valid until
+      // validForMs after the last successful renewal, and fencing rejects requests after that.
+      const valid = elector.isValid();
+      log.warn({ err: error, lease: options.store.location, stillValid: valid }, 'renewing the lease failed');
+      return valid;
+    }
+  };
+
+  const pause = async (ms: number): Promise<void> => {
+    try {
+      await sleep(ms, undefined, { signal: wake.signal });
+    } catch {
+      // Aborted by close(): the loops check `stopping` next.
+    }
+  };
+
+  const loopDone = runLoop().catch((error: unknown) => {
+    const casError = isCasError(error) ? error : new CasError('INTERNAL', `high-availability loop failed: ${String(error)}`, { cause: error });
+    options.onFatal?.(casError);
+  });
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    instanceId,
+    role: () => phase,
+    close(reason = 'shutdown') {
+      closed ??= (async () => {
+        stopping = true;
+        wake.abort();
+        await loopDone;
+        const current = server;
+        server = undefined;
+        if (current !== undefined) await current.close(reason);
+        await elector.release().catch((error: unknown) => log.warn({ err: error }, 'releasing the lease failed'));
+        await standby?.close();
+        standby = undefined;
+      })();
+      return closed;
+    },
+  };
+}
+
+/** True when a process with this id exists (EPERM: it exists but belongs to another user). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function isDatabaseLocked(error: unknown): boolean {
+  if (!isCasError(error, 'DATABASE_ERROR')) return false;
+  return (error.cause as { code?: unknown } | undefined)?.code === 'SQLITE_BUSY';
+}
+
+function logObserved(log: Logger, record: LeaseRecord | undefined): void {
+  if (record?.holder === undefined) return;
+  log.debug({ primary: record.holder, fencingToken: record.token }, 'observed the primary lease');
+}
