@@ -9,7 +9,7 @@ import type { RemovedPlatform } from './removed-platforms.js';
 
 /**
  * Client side of the backup-target API. Requests use the client identity in CAS_HOME (the CAS owner's)
- * and require the CAS certificate that `cas attest` pinned; the registration evidence is bound to that
+ * and require the CAS certificate that `cas attest` pinned. The registration evidence is bound to that
  * pinned certificate, so a platform only registers with the CAS its owner attested.
  */
 export class BackupClient {

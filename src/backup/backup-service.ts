@@ -31,7 +31,7 @@ export interface BackupServiceOptions {
 /**
  * Registration and removal of backup targets. Only the CAS owner may call these. Every change appends
  * `backup.registered` or `backup.removed` to the audit log and changes cas.key-store and cas.db inside
- * one writer of the write gate, so a snapshot never sees one without the other.
+ * one writer of the write gate, so a snapshot never contains one change without the other.
  */
 export class BackupService {
   constructor(private readonly options: BackupServiceOptions) {}

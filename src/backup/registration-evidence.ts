@@ -8,8 +8,8 @@ import { certificateDer } from '../tls/certificates.js';
 /**
  * Evidence that a platform presents to be registered as a backup target. In simulation mode it is a
  * statement signed by the platform key that binds the CAS's nonce and the CAS certificate (so it cannot be
- * replayed, nor forwarded to another CAS). It proves possession of the platform key, nothing about the
- * machine; hardware evidence (a quote whose report data binds the platform key) is not implemented yet.
+ * replayed, nor forwarded to another CAS). It proves possession of the platform key and nothing about the
+ * machine. Hardware evidence (a quote whose report data binds the platform key) is not implemented yet.
  *
  * Wire format (JSON): { "type": "simulation", "platformPublicKey": SPKI PEM,
  *   "statement": base64(UTF-8 JSON of RegistrationStatement), "signature": base64(ECDSA P-256 r || s) }.

@@ -11,7 +11,7 @@ import type { CasDatabase } from '../store/index.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, signManifest, type SnapshotManifest } from './manifest.js';
 import { MANIFEST_FILE, snapshotName, TEMPORARY_PREFIX } from './names.js';
 
-/** What a snapshot copies and signs with. */
+/** Source of a snapshot: the database to copy and the identity that signs the manifest. */
 export interface SnapshotSource {
   db: CasDatabase;
   /** The CAS identity: its certificate goes into the manifest and its key signs the manifest. */
@@ -142,10 +142,10 @@ async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: strin
 }
 
 /**
- * Copies cas.db while no writer runs. The fast path checkpoints the WAL into cas.db (TRUNCATE), and when
- * the -wal file is then empty, copies cas.db as a file (a reflink or copy_file_range where the file system
- * supports it) and sets the header's file format bytes (offsets 18 and 19) from 2 (WAL) to 1 (rollback
- * journal), as `PRAGMA journal_mode = DELETE` would. The copy then opens on its own, read-only, without
+ * Copies cas.db while no writer runs. The fast path checkpoints the WAL into cas.db (TRUNCATE). When the
+ * -wal file is then empty, it copies cas.db as a file (a reflink or copy_file_range where the file system
+ * supports it). It then sets the header's file format bytes (offsets 18 and 19) from 2 (WAL) to 1
+ * (rollback journal), as `PRAGMA journal_mode = DELETE` would. The copy then opens on its own, read-only, without
  * -wal or -shm files. When the checkpoint fails or leaves frames in the WAL, SQLite's online backup API
  * copies page by page instead.
  */

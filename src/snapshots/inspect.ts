@@ -103,10 +103,10 @@ export interface VerifySnapshotOptions {
 }
 
 /**
- * Verifies a snapshot: the manifest signature, the size and SHA-256 of each file, and with a platform
- * that this platform may open it (key store entry, not removed), that `PRAGMA integrity_check` returns
- * ok, that the change counter matches the manifest and that the manifest was signed by the CAS identity
- * stored in the snapshot's own database. Throws SNAPSHOT_INVALID, KEY_STORE_NO_ENTRY (naming the
+ * Verifies a snapshot: the manifest signature and the size and SHA-256 of each file. With a platform it
+ * also checks that this platform may open the database (key store entry, not removed), that the change
+ * counter matches the manifest, that the manifest was signed by the CAS identity stored in the database,
+ * and that `PRAGMA integrity_check` returns ok. Throws SNAPSHOT_INVALID, KEY_STORE_NO_ENTRY (naming the
  * platform id), PLATFORM_NOT_REGISTERED, DECRYPTION_FAILED or DATABASE_ERROR.
  */
 export async function verifySnapshot(snapshotPath: string, options: VerifySnapshotOptions = {}): Promise<SnapshotVerification> {

@@ -41,7 +41,7 @@ export const manifestSchema = unsignedSchema.extend({
 export type UnsignedManifest = z.infer<typeof unsignedSchema>;
 export type SnapshotManifest = z.infer<typeof manifestSchema>;
 
-/** The bytes that the CAS identity key signs: the context prefix and the canonical JSON of the unsigned manifest. */
+/** Returns the bytes that the CAS identity key signs: the context prefix and the canonical JSON of the unsigned manifest. */
 export function manifestSignedBytes(manifest: UnsignedManifest): Buffer {
   const { signature: _signature, ...unsigned } = manifest as SnapshotManifest;
   return Buffer.concat([MANIFEST_SIGNATURE_CONTEXT, Buffer.from(canonicalJson(unsigned), 'utf8')]);
@@ -60,8 +60,8 @@ export function serializeManifest(manifest: SnapshotManifest): Buffer {
 
 /**
  * Parses manifest bytes and checks the signature against the certificate inside the manifest. That proves
- * integrity and which CAS identity signed it; whether that identity is the expected CAS is checked by the
- * caller (for example against the identity stored in the snapshot's own database). Throws SNAPSHOT_INVALID
+ * integrity and which CAS identity signed it. The caller checks whether that identity is the expected CAS,
+ * for example against the identity stored in the snapshot's own database. Throws SNAPSHOT_INVALID
  * naming `source`.
  */
 export function parseAndVerifyManifest(bytes: Buffer, source: string): SnapshotManifest {

@@ -10,7 +10,7 @@ export const MANIFEST_FILE = 'manifest.json';
 
 const NAME_PATTERN = /^snapshot-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z(?:-(\d{1,6}))?$/;
 
-/** Returns the directory name of a snapshot taken at `time`; `sequence` > 0 tells apart names in one millisecond. */
+/** Returns the directory name of a snapshot taken at `time`; `sequence` > 0 distinguishes names in one millisecond. */
 export function snapshotName(time: Date, sequence = 0): string {
   const stamp = time.toISOString().replace(/[-:]/g, '');
   return sequence === 0 ? `${SNAPSHOT_PREFIX}${stamp}` : `${SNAPSHOT_PREFIX}${stamp}-${sequence}`;

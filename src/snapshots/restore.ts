@@ -36,7 +36,7 @@ export interface RestoreOptions {
 export interface RestoreResult {
   verification: SnapshotVerification;
   dataDir: string;
-  /** Where the replaced files were moved with --force; undefined when nothing was replaced. */
+  /** Directory that received the replaced files with --force; undefined when nothing was replaced. */
   replacedDir?: string;
   marker: RestoreMarker;
 }

@@ -5,7 +5,7 @@ import { selectSnapshotsToDelete, type RetentionCandidate, type RetentionPolicy 
 
 const NOW = new Date('2026-12-04T12:00:00.000Z');
 
-/** A valid snapshot taken `hoursAgo` hours before NOW. */
+/** Builds a valid candidate named for a snapshot taken `hoursAgo` hours before NOW. */
 function at(hoursAgo: number, valid = true): RetentionCandidate {
   return { name: snapshotName(new Date(NOW.getTime() - hoursAgo * 3_600_000)), valid };
 }
