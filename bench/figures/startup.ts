@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HEALTH_PATHS } from '../../src/config/defaults.js';
@@ -27,28 +28,15 @@ export async function startupFigure(options: BenchOptions): Promise<FigureResult
     await seedSessions(dataDir, platformDir, count);
     const seedMs = performance.now() - seedStarted;
 
-    // The first start of a data directory creates the provisioning token; a restart is what the figure times.
-    options.progress('figure 5: first start of cas serve (not timed)');
-    const args = ['--data-dir', dataDir, '--platform-dir', platformDir];
-    const first = spawnCasServe(await freeLoopbackPort(), args);
-    try {
-      await waitForStatus200(first, HEALTH_PATHS.readiness, { intervalMs: 20, timeoutMs: 60_000 });
-    } finally {
-      await first.stop();
-    }
+    options.progress('figure 5: timing the restart with the seeded sessions');
+    const seeded = await timeRestart(dataDir, platformDir);
 
-    options.progress('figure 5: timing the restart to readiness');
-    const port = await freeLoopbackPort();
-    const spawned = performance.now();
-    const server = spawnCasServe(port, args);
-    let readyMs: number;
-    let memory: { rssBytes: number; peakRssBytes: number };
-    try {
-      readyMs = (await waitForStatus200(server, HEALTH_PATHS.readiness, { intervalMs: POLL_INTERVAL_MS, timeoutMs: 60_000 })) - spawned;
-      memory = processMemory(server.child.pid!);
-    } finally {
-      await server.stop();
-    }
+    options.progress('figure 5: timing references (node alone, a CAS without sessions)');
+    const nodeAloneMs = await timeNodeAlone();
+    const emptyDir = join(root, 'empty');
+    const empty = await timeRestart(join(emptyDir, 'data'), join(emptyDir, 'platform'));
+    const readyMs = seeded.readyMs;
+    const memory = seeded.memory;
 
     const sessionsNote = options.quick ? ` Quick run: ${fmt(count)} sessions instead of ${fmt(FULL_SESSIONS)}; the targets are for ${fmt(FULL_SESSIONS)}.` : '';
     return {
@@ -59,6 +47,8 @@ export async function startupFigure(options: BenchOptions): Promise<FigureResult
         { label: 'spawn to first 200 on the readiness endpoint', value: `${fmt(readyMs)} ms` },
         { label: 'resident memory (VmRSS) when ready', value: mib(memory.rssBytes) },
         { label: 'peak resident memory (VmHWM) until ready', value: mib(memory.peakRssBytes) },
+        { label: 'reference: the same for a CAS without sessions', value: `${fmt(empty.readyMs)} ms, ${mib(empty.memory.rssBytes)}` },
+        { label: 'reference: spawn to exit of `node -e 0`', value: `${fmt(nodeAloneMs)} ms` },
       ],
       checks: [
         { label: 'start-up to ready', value: `${fmt(readyMs)} ms`, target: `≤ ${fmt(TARGET_STARTUP_MS)} ms`, met: readyMs <= TARGET_STARTUP_MS },
@@ -69,12 +59,58 @@ export async function startupFigure(options: BenchOptions): Promise<FigureResult
         'cas serve is started once on the data directory and stopped, so the timed start is a restart of an existing CAS; both starts use the default settings (snapshots on, log level info).',
         `The time runs from spawn of \`node dist/src/cli/main.js serve\` to the first 200 from ${HEALTH_PATHS.readiness}, polled every ${POLL_INTERVAL_MS} ms over HTTPS; it includes Node's start and module loading.`,
         'Memory is read from /proc/PID/status of the server process right after the first 200.',
+        'The references run in the same way: a CAS on a fresh data directory (started once, then timed on restart), and a bare Node.js process.',
       ],
-      notes: [],
+      notes: readyMs <= TARGET_STARTUP_MS ? [] : startupNotes(readyMs, empty.readyMs, nodeAloneMs),
     };
   } finally {
     removeDir(root);
   }
+}
+
+/** The cause of a missed start-up target, from this run's references and a CPU profile of a quick run. */
+function startupNotes(readyMs: number, emptyMs: number, nodeAloneMs: number): string[] {
+  return [
+    `Of the ${fmt(readyMs)} ms, ${fmt(nodeAloneMs)} ms is Node.js itself starting, and a CAS without sessions needs ${fmt(emptyMs)} ms, so the sessions add about ${fmt(Math.max(0, readyMs - emptyMs))} ms; most of the time is module loading.`,
+    'Profile of a restart (CAS_BENCH_CPU_PROF=DIR npm run bench -- --quick --only 5): about 40% of the CPU time is loading and evaluating modules; @peculiar/x509 with its asn1 schema packages alone is about 22%, because src/tls/certificates.ts and src/audit/signing.ts import it statically (and src/cli/main.ts imports reflect-metadata for every command), while a restart issues no certificate: the CAS identity and the audit certificate already exist. pino is about 7%. Opening the database (quick_check in CasDatabase.checkSchema) grows with the database and was about 2.5% with 10,000 sessions.',
+    'Fix, for the owners of src/cli, src/tls and src/audit: import @peculiar/x509 and reflect-metadata lazily, only where a certificate is issued; and consider whether quick_check on every start is worth its cost on large databases.',
+  ];
+}
+
+/**
+ * Starts `cas serve` on the data directory once and stops it (the first start creates the provisioning token
+ * and the database when absent), then times a restart from spawn to the first 200 on the readiness endpoint
+ * and reads the server's memory at that moment.
+ */
+async function timeRestart(dataDir: string, platformDir: string): Promise<{ readyMs: number; memory: { rssBytes: number; peakRssBytes: number } }> {
+  const args = ['--data-dir', dataDir, '--platform-dir', platformDir];
+  const first = spawnCasServe(await freeLoopbackPort(), args);
+  try {
+    await waitForStatus200(first, HEALTH_PATHS.readiness, { intervalMs: 20, timeoutMs: 60_000 });
+  } finally {
+    await first.stop();
+  }
+
+  const port = await freeLoopbackPort();
+  const spawned = performance.now();
+  const server = spawnCasServe(port, args);
+  try {
+    const readyMs = (await waitForStatus200(server, HEALTH_PATHS.readiness, { intervalMs: POLL_INTERVAL_MS, timeoutMs: 60_000 })) - spawned;
+    return { readyMs, memory: processMemory(server.child.pid!) };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Time from spawn to exit of `node -e 0`: what any Node.js program pays before its first line runs. */
+async function timeNodeAlone(): Promise<number> {
+  const started = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+    child.once('error', reject);
+    child.once('exit', () => resolve());
+  });
+  return performance.now() - started;
 }
 
 async function seedSessions(dataDir: string, platformDir: string, count: number): Promise<void> {
