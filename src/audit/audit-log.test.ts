@@ -364,12 +364,14 @@ describe('AuditLog', () => {
     assert.equal((await verifyAuditLog({ files: [dirname(path)] })).ok, true);
   });
 
-  test('kill -9 during appends loses no acknowledged entry', async () => {
+  test('kill -9 during appends loses no acknowledged entry', async (t) => {
     const path = await tempLogPath('kill');
     const identityFile = await saveAuditTestIdentity(identity, dirname(dirname(path)));
     const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'test-writer-process.js'), identityFile, path, '65536'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    const killAfter = 2000 + Math.floor(Math.random() * 2000);
+    let killScheduled = false;
     const acknowledged = await new Promise<number[]>((resolve, reject) => {
       const seqs: number[] = [];
       let buffered = '';
@@ -383,15 +385,20 @@ describe('AuditLog', () => {
         const lines = buffered.split('\n');
         buffered = lines.pop()!;
         for (const line of lines) if (line.startsWith('ack ')) seqs.push(Number(line.slice(4)));
-        if (seqs.length >= 3000 && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        if (seqs.length >= killAfter && !killScheduled) {
+          killScheduled = true;
+          // A random delay lets the kill land in any phase: signing, write(2), fsync or idle.
+          setTimeout(() => child.kill('SIGKILL'), Math.floor(Math.random() * 20));
+        }
       });
     });
-    assert.ok(acknowledged.length >= 3000);
+    assert.ok(acknowledged.length >= killAfter);
     const maxAcknowledged = Math.max(...acknowledged);
 
     const result = await verifyAuditLog({ files: [dirname(path)], casCertificatePem: identity.casCertificatePem });
     const codes = result.problems.map((problem) => problem.code);
     assert.ok(codes.length === 0 || (codes.length === 1 && codes[0] === 'AUDIT_PARTIAL_LINE'), JSON.stringify(result.problems));
+    t.diagnostic(`${acknowledged.length} acknowledged, head ${result.head?.seq}, problems: ${codes.join(', ') || 'none'}`);
     assert.ok((result.head?.seq ?? 0) >= maxAcknowledged, `head ${result.head?.seq} < acknowledged ${maxAcknowledged}`);
 
     const reopened = await openLog(path, { maxFileBytes: 65536 });

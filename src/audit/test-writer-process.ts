@@ -24,7 +24,7 @@ const log = await AuditLog.open({
   ...(maxFileBytes === undefined ? {} : { maxFileBytes: Number(maxFileBytes) }),
 });
 
-const CONCURRENCY = 32;
+const CONCURRENCY = 128;
 let counter = 0;
 
 async function appendForever(): Promise<void> {
