@@ -129,6 +129,15 @@ describe('kubectl provision cas end to end', () => {
     assert.match(run.stderr, /already provisioned; its owner is unchanged/);
   });
 
+  it('deletes nothing but the token Secret', () => {
+    const deletes = api.requests.filter((request) => request.method === 'DELETE');
+    assert.ok(deletes.length > 0);
+    for (const request of deletes) {
+      assert.equal(request.path, `/api/v1/namespaces/${NAMESPACE}/secrets/${objectNames('mycas').provisioningTokenSecret}`);
+    }
+    assert.equal(api.list('v1', 'PersistentVolumeClaim', NAMESPACE).length, 3);
+  });
+
   it('DCAP key and token stay out of logs', async () => {
     await kubelet.stop();
     const casOutput = kubelet.logLines().join('\n');
