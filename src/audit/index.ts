@@ -2,7 +2,9 @@
 export { AuditLog, DEFAULT_MAX_AUDIT_FILE_BYTES, type AuditLogOptions, type AuditRepair, type AuditSigner } from './audit-log.js';
 export {
   AUDIT_EVENTS,
+  EVIDENCE_TYPES,
   GENESIS_HASH,
+  TCB_STATUSES,
   auditEntrySchema,
   canonicalJson,
   isAuditName,
@@ -13,5 +15,5 @@ export {
   type AuditHead,
 } from './entry.js';
 export { auditHmac } from './hmac.js';
-export { createAuditKeyPair, issueAuditCertificate } from './signing.js';
+export { createAuditKeyPair, issueAuditCertificate, type IssueAuditCertificateOptions } from './signing.js';
 export { assertAuditIntact, verifyAuditLog, verifyAuditContents, type AuditProblem, type AuditVerification, type VerifyAuditOptions } from './verify.js';
