@@ -10,6 +10,10 @@ import { createLogger, type Logger } from '../logging/logger.js';
 import { CasDatabase, openPlatform, type Platform } from '../store/index.js';
 import { assertPlatformNotRemoved } from '../backup/removed-platforms.js';
 import { startServerRecovery } from '../snapshots/server-hook.js';
+import type { CasMetrics } from '../metrics/cas-metrics.js';
+import { processMetrics } from '../metrics/process-metrics.js';
+import { ServerObserver } from '../status/server-observer.js';
+import { registerStatusRoute } from '../status/status-route.js';
 import { repoRoot } from '../testing/paths.js';
 import { certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
@@ -40,6 +44,8 @@ export interface CasServerOptions {
   databaseBusyTimeoutMs?: number;
   /** False while this instance may not serve (high availability: it does not hold a valid primary lease). */
   isPrimary?: () => boolean;
+  /** Prometheus metrics to update; defaults to the metrics of the `cas serve` process, if any. */
+  metrics?: CasMetrics;
 }
 
 export interface CasServer {
@@ -80,12 +86,14 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
     ...(options.databaseBusyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.databaseBusyTimeoutMs }),
   });
   let audit: AuditLog | undefined;
+  const observer = new ServerObserver(options.metrics ?? processMetrics(), logger);
   try {
     assertPlatformNotRemoved(db);
     const casIdentity = await loadOrCreateCasIdentity(db, settings.listen.host, logger);
     const opened = await openServerAudit({ db, casIdentity, path: settings.auditLog, logger });
     audit = opened.audit;
     const auditLog = opened.audit;
+    observer.watchAudit(auditLog);
     await storeAuditHead(db, await auditLog.append({ event: 'cas.started', actor: { kind: 'cas' }, outcome: 'success', details: { mode: settings.mode, version } }));
 
     const provisioning = new Provisioning(db, settings, logger);
@@ -120,6 +128,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       return503OnClosing: true,
     });
     app.setErrorHandler(createErrorHandler(settings.bodyLimitBytes));
+    observer.instrument(app);
     app.setNotFoundHandler((request, reply) => {
       void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${request.method} ${request.url.split('?')[0]}; see docs/api.md`, details: {} } });
     });
@@ -129,6 +138,17 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
 
     let closing = false;
     registerHealthRoutes(app, db, () => !closing && (options.isPrimary?.() ?? true));
+    registerStatusRoute(app, {
+      settings,
+      version,
+      db,
+      platformId: platform.id,
+      casCertificatePem: casIdentity.certificatePem,
+      owner: () => provisioning.owner(),
+      auditHead: () => auditLog.head(),
+      serving: () => !closing && (options.isPrimary?.() ?? true),
+      observer,
+    });
     registerApiRoutes(app, {
       mode: settings.mode,
       version,
@@ -143,7 +163,24 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       configuration,
       nonces,
     });
-    const recovery = await startServerRecovery({ settings, db, casIdentity, audit: auditLog, logger, onFatal: (error) => options.onFatal?.(error) });
+    await observer.loadNewestSnapshot(settings.snapshotDir);
+    const recovery = await startServerRecovery({
+      settings,
+      db,
+      casIdentity,
+      audit: auditLog,
+      logger,
+      onFatal: (error) => {
+        observer.snapshotFailed(error);
+        options.onFatal?.(error);
+      },
+      onSnapshot: (result) => observer.snapshotSucceeded(result),
+    });
+    observer.attach({
+      role: () => (provisioning.owner() === undefined ? 'unprovisioned' : 'primary'),
+      leaseHeld: () => !closing && (options.isPrimary?.() ?? true),
+      sessionCount: () => (db.isOpen ? db.countSessions() : 0),
+    });
 
     let closed: Promise<void> | undefined;
     return {
@@ -159,6 +196,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       close(reason = 'shutdown') {
         closed ??= (async () => {
           closing = true;
+          observer.detach();
           logger.info({ reason }, 'CAS stopping');
           await app.close();
           try {
@@ -208,7 +246,7 @@ function registerHealthRoutes(app: CasApp, db: CasDatabase, serving: () => boole
   });
 }
 
-function packageVersion(): string {
+export function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(`${repoRoot()}/package.json`, 'utf8')) as { version: string }).version;
   } catch {

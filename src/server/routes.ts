@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CasError } from '../errors/cas-error.js';
 import type { CasDatabase, Platform } from '../store/index.js';
-import { certificateDer, certificateFingerprint } from '../tls/certificates.js';
+import { certificateDer } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { requireClientKey, type ClientKey } from './client-identity.js';
@@ -67,19 +67,11 @@ function client(request: FastifyRequest): ClientKey {
   return requireClientKey(request);
 }
 
-/** Registers the `/v1` API. Every route validates its params, query and body; see docs/api.md. */
+/**
+ * Registers the `/v1` API. Every route validates its params, query and body; see docs/api.md.
+ * `GET /v1/status` is registered by src/status/status-route.ts.
+ */
 export function registerApiRoutes(app: CasApp, context: RouteContext): void {
-  app.get('/v1/status', async (request) => {
-    parse(schemas.noQuery, request.query, 'query');
-    return {
-      mode: context.mode,
-      simulated: context.mode === 'simulation',
-      provisioned: context.provisioning.owner() !== undefined,
-      version: context.version,
-      certificateSha256: certificateFingerprint(context.casCertificatePem),
-    };
-  });
-
   app.get('/v1/certificates', async (request) => {
     parse(schemas.noQuery, request.query, 'query');
     return { casCertificate: context.casCertificatePem, auditChain: [context.auditCertificatePem, context.casCertificatePem] };

@@ -4,6 +4,7 @@ import type { CasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
 import { storeAuditHead } from '../server/audit-setup.js';
 import type { CasDatabase } from '../store/index.js';
+import type { SnapshotResult } from './create-snapshot.js';
 import { readRestoreMarker, removeRestoreMarker } from './restore.js';
 import { SnapshotScheduler } from './scheduler.js';
 
@@ -15,6 +16,8 @@ export interface ServerRecoveryOptions {
   logger: Logger;
   /** Called once when a snapshot fails; `cas serve` then stops and exits with EXIT.SNAPSHOT_FAILED. */
   onFatal: (error: CasError) => void;
+  /** Called after each snapshot is written and recorded, for `cas status` and the metrics. */
+  onSnapshot?: (result: SnapshotResult) => void;
 }
 
 export interface ServerRecovery {
@@ -55,6 +58,7 @@ export async function startServerRecovery(options: ServerRecoveryOptions): Promi
         details: { databaseSha256: result.manifest.files['cas.db'].sha256 },
       });
       await storeAuditHead(db, head);
+      options.onSnapshot?.(result);
     },
     onFatal: options.onFatal,
   });

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../config/defaults.js';
-import { loadServerSettings } from '../../config/settings.js';
+import { loadServerSettings, type ServerSettings } from '../../config/settings.js';
 import type { CasError } from '../../errors/cas-error.js';
+import type { Logger } from '../../logging/logger.js';
 
 interface ServeFlags {
   dataDir?: string;
@@ -19,6 +20,8 @@ interface ServeFlags {
   lease?: string;
   leaseDuration?: string;
   leaseName?: string;
+  metricsListen?: string;
+  metrics: boolean;
 }
 
 /** `cas serve`: runs the CAS server until SIGTERM or SIGINT, then stops cleanly and exits 0. */
@@ -41,6 +44,8 @@ export function register(program: Command): void {
     .option('--lease <kind>', `primary lease: lockfile (in the data directory), kubernetes (a Lease object) or none (default ${DEFAULTS.lease}); see docs/high-availability.md`)
     .option('--lease-duration <seconds>', `lease period: a primary that cannot renew within it stops serving and a standby takes over (default ${DEFAULTS.leaseDurationSeconds})`)
     .option('--lease-name <name>', `name of the Kubernetes Lease object with --lease kubernetes (default ${DEFAULTS.leaseName})`)
+    .option('--metrics-listen <host:port>', `address of the Prometheus metrics endpoint (plain HTTP, GET /metrics) (default the --listen host on port ${DEFAULTS.metricsPort}, or port 0 when --listen uses port 0); see docs/operations.md`)
+    .option('--no-metrics', 'do not serve Prometheus metrics')
     .action(async (flags: ServeFlags) => {
       const settings = loadServerSettings({
         ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
@@ -61,39 +66,54 @@ export function register(program: Command): void {
       // Loaded here, so client commands do not pay for loading fastify and the server modules.
       const { casLogger, createCasServer } = await import('../../server/cas-server.js');
       const logger = casLogger(settings);
-      if (settings.lease !== 'none') {
-        const { serveWithLease } = await import('../../ha/serve-with-lease.js');
-        await serveWithLease(settings, logger, flags.casDatabaseRecovery === undefined ? {} : { recoverySnapshot: flags.casDatabaseRecovery });
+      const { startProcessMetrics } = await import('../../metrics/serve-metrics.js');
+      const metrics = await startProcessMetrics({ flag: flags.metricsListen, enabled: flags.metrics, settings, logger });
+      try {
+        await serve(settings, flags, logger, createCasServer);
+      } finally {
+        await metrics.stop();
+      }
+    });
+}
+
+async function serve(
+  settings: ServerSettings,
+  flags: ServeFlags,
+  logger: Logger,
+  createCasServer: (typeof import('../../server/cas-server.js'))['createCasServer'],
+): Promise<void> {
+  if (settings.lease !== 'none') {
+    const { serveWithLease } = await import('../../ha/serve-with-lease.js');
+    await serveWithLease(settings, logger, flags.casDatabaseRecovery === undefined ? {} : { recoverySnapshot: flags.casDatabaseRecovery });
+    return;
+  }
+  if (flags.casDatabaseRecovery !== undefined) {
+    const { recoverFromSnapshot } = await import('../../snapshots/recovery.js');
+    await recoverFromSnapshot(flags.casDatabaseRecovery, settings, logger);
+  }
+  let reportFatal: (error: CasError) => void = () => undefined;
+  const fatal = new Promise<CasError>((resolve) => {
+    reportFatal = resolve;
+  });
+  const server = await createCasServer({ settings, logger, onFatal: (error) => reportFatal(error) });
+  await server.listen();
+
+  await new Promise<void>((resolve, reject) => {
+    // A failed snapshot stops the CAS: close the database cleanly, then exit with the error's code.
+    void fatal.then((error) => server.close('fatal').then(() => reject(error), reject));
+    // The handlers stay installed while the server stops, so a repeated signal cannot kill the process
+    // before the database is closed.
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.info({ signal }, 'received signal while stopping; still waiting for requests in flight');
         return;
       }
-      if (flags.casDatabaseRecovery !== undefined) {
-        const { recoverFromSnapshot } = await import('../../snapshots/recovery.js');
-        await recoverFromSnapshot(flags.casDatabaseRecovery, settings, logger);
-      }
-      let reportFatal: (error: CasError) => void = () => undefined;
-      const fatal = new Promise<CasError>((resolve) => {
-        reportFatal = resolve;
-      });
-      const server = await createCasServer({ settings, logger, onFatal: (error) => reportFatal(error) });
-      await server.listen();
-
-      await new Promise<void>((resolve, reject) => {
-        // A failed snapshot stops the CAS: close the database cleanly, then exit with the error's code.
-        void fatal.then((error) => server.close('fatal').then(() => reject(error), reject));
-        // The handlers stay installed while the server stops, so a repeated signal cannot kill the process
-        // before the database is closed.
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals): void => {
-          if (stopping) {
-            logger.info({ signal }, 'received signal while stopping; still waiting for requests in flight');
-            return;
-          }
-          stopping = true;
-          logger.info({ signal }, 'received signal');
-          server.close('signal').then(resolve, reject);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
-    });
+      stopping = true;
+      logger.info({ signal }, 'received signal');
+      server.close('signal').then(resolve, reject);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
 }
