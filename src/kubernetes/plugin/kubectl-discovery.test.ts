@@ -4,7 +4,8 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { pluginPath, scratchHome } from '../testing/plugin-process.js';
+import { pluginPath, runPlugin, scratchHome } from '../testing/plugin-process.js';
+import { TestApiServer } from '../testing/test-api-server.js';
 
 /** Returns the real kubectl binary on PATH. The test fails rather than skips when it is missing. */
 function kubectlOnPath(): string {
@@ -45,6 +46,30 @@ describe('kubectl plugin discovery', () => {
     assert.ok(objects.some((object) => object.kind === 'StatefulSet' && object.metadata.name === 'x'));
     assert.ok(objects.some((object) => object.kind === 'DaemonSet' && object.metadata.name === 'x-backup'));
     assert.match(run.stderr, /warning: no --dcap-api key given/);
+  });
+
+  it('kubectl applies the dry-run output', async () => {
+    const { env } = pathWithPlugin();
+    const dryRun = spawnSync(kubectl, ['provision', 'cas', 'mycas', '-n', 'default', '--dry-run', '-o', 'yaml', '--dcap-api', 'test-key'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(dryRun.status, 0, dryRun.stderr);
+    const printed = parseAllDocuments(dryRun.stdout).map((document) => document.toJS());
+
+    const api = await TestApiServer.start();
+    try {
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } });
+      const home = scratchHome(api.kubeconfig('default'));
+      // Asynchronous, because this process serves the API that kubectl calls.
+      const applied = await runPlugin(['apply', '--server-side', '--validate=false', '-f', '-'], { HOME: home.dir, KUBECONFIG: home.kubeconfigPath }, [kubectl], dryRun.stdout);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.match(applied.stdout, /statefulset\.apps\/mycas serverside-applied/);
+      const sent = api.requests.filter((request) => request.method === 'PATCH').map((request) => request.body);
+      assert.deepEqual(sent, printed);
+      for (const request of api.requests.filter((candidate) => candidate.method === 'PATCH')) {
+        assert.equal(request.contentType, 'application/apply-patch+yaml');
+      }
+    } finally {
+      await api.close();
+    }
   });
 
   it('kubectl plugin list finds the plugin', () => {

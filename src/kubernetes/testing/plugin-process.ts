@@ -27,19 +27,25 @@ export function scratchHome(kubeconfig?: string): { dir: string; kubeconfigPath:
 }
 
 /**
- * Runs the plugin as a subprocess without blocking this process's event loop, which serves the test API
- * server the plugin talks to.
+ * Runs the plugin (or `command`, such as kubectl) as a subprocess without blocking this process's event
+ * loop, which serves the test API server the subprocess talks to. `input` becomes its standard input.
  */
-export function runPlugin(args: string[], env: Record<string, string>, command: string[] = [process.execPath, pluginPath()]): Promise<PluginRun> {
+export function runPlugin(
+  args: string[],
+  env: Record<string, string>,
+  command: string[] = [process.execPath, pluginPath()],
+  input?: string,
+): Promise<PluginRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(command[0]!, [...command.slice(1), ...args], {
       env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
     child.on('error', reject);
     child.on('close', (code) => {

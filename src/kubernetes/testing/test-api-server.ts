@@ -11,7 +11,9 @@ import { createSelfSignedCertificate } from '../../tls/certificates.js';
  * A Kubernetes API server for tests, on 127.0.0.1 over HTTPS with bearer-token authentication. It speaks
  * the REST protocol for the calls kubectl-provision makes: discovery, get, list (with field selectors for
  * events), create, server-side apply (PATCH application/apply-patch+yaml), delete, pod logs and the
- * pods/portforward WebSocket (v4.channel.k8s.io), with an in-memory object store.
+ * pods/portforward WebSocket (v4.channel.k8s.io), with an in-memory object store. For the failover watchdog
+ * and the Kubernetes lease it also serves nodes and leases, replace (PUT) with resourceVersion checks and
+ * delete with a uid precondition.
  *
  * It is deliberately small. Its simplifications:
  * - Server-side apply replaces the fields the applied configuration sets and keeps `status` and the
@@ -53,6 +55,8 @@ const RESOURCE_TYPES: ResourceType[] = [
   { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'rolebindings', kind: 'RoleBinding', namespaced: true },
   { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
   { group: 'policy', version: 'v1', resource: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
+  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },
+  { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true },
 ];
 
 export interface PortForwardTarget {
@@ -255,14 +259,20 @@ export class TestApiServer {
         return this.createObject(res, type, namespace, body as StoredObject);
       case 'PATCH':
         return this.applyObject(res, type, namespace, name!, body as StoredObject, contentType, url.searchParams);
+      case 'PUT':
+        return this.replaceObject(res, type, namespace, name!, body as StoredObject);
       case 'DELETE':
-        return this.deleteObject(res, type, namespace, name!);
+        return this.deleteObject(res, type, namespace, name!, body as StoredObject | undefined);
       default:
         return sendStatus(res, 405, 'MethodNotAllowed', `${req.method} is not supported`);
     }
   }
 
   private discovery(path: string, res: ServerResponse): boolean {
+    if (path === '/version') {
+      sendJson(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-test', platform: 'linux/amd64' });
+      return true;
+    }
     if (path === '/api') {
       sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
       return true;
@@ -354,10 +364,30 @@ export class TestApiServer {
     sendJson(res, existing === undefined ? 201 : 200, stored);
   }
 
-  private deleteObject(res: ServerResponse, type: ResourceType, namespace: string | undefined, name: string): void {
+  /** PUT: replaces an object; a stale metadata.resourceVersion gets 409 Conflict, as optimistic concurrency requires. */
+  private replaceObject(res: ServerResponse, type: ResourceType, namespace: string | undefined, name: string, body: StoredObject): void {
+    const problem = checkIdentity(type, namespace, name, body);
+    if (problem !== undefined) return sendStatus(res, 400, 'BadRequest', problem);
+    const key = this.key(type, namespace, name);
+    const existing = this.objects.get(key);
+    if (existing === undefined) return sendStatus(res, 404, 'NotFound', `${type.resource} "${name}" not found`);
+    const expected = body['metadata'].resourceVersion;
+    if (expected !== undefined && expected !== existing['metadata'].resourceVersion) {
+      return sendStatus(res, 409, 'Conflict', `Operation cannot be fulfilled on ${type.resource} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+    }
+    const stored = this.withServerMetadata(structuredClone(body), existing);
+    this.objects.set(key, stored);
+    sendJson(res, 200, stored);
+  }
+
+  private deleteObject(res: ServerResponse, type: ResourceType, namespace: string | undefined, name: string, options?: StoredObject): void {
     const key = this.key(type, namespace, name);
     const object = this.objects.get(key);
     if (object === undefined) return sendStatus(res, 404, 'NotFound', `${type.resource} "${name}" not found`);
+    const uid = options?.['preconditions']?.uid;
+    if (uid !== undefined && uid !== object['metadata'].uid) {
+      return sendStatus(res, 409, 'Conflict', `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${object['metadata'].uid}`);
+    }
     this.objects.delete(key);
     sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: type.resource } });
   }
