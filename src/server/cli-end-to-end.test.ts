@@ -253,6 +253,17 @@ describe('cas CLI against cas serve', () => {
     assert.match(read.stderr, /does not exist/);
   });
 
+  it('logs request id and session name', () => {
+    const entries = cas.logLines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const created = entries.find((entry) => entry['msg'] === 'session created' && entry['session'] === 'e2e-app');
+    assert.ok(created !== undefined, 'no "session created" line for e2e-app');
+    assert.match(String(created['requestId']), /^[0-9a-f-]{36}$/);
+    const rejected = entries.find((entry) => entry['msg'] === 'request rejected' && entry['code'] === 'PERMISSION_DENIED');
+    assert.ok(rejected !== undefined, 'no "request rejected" line for the read by another identity');
+    assert.equal(rejected['session'], 'e2e-app');
+    assert.match(String(rejected['requestId']), /^[0-9a-f-]{36}$/);
+  });
+
   it('stops on SIGTERM with exit code 0', async () => {
     const code = await cas.stop();
     assert.equal(code, 0, cas.stderr());

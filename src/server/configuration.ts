@@ -31,7 +31,8 @@ export class ConfigurationService {
     private readonly logger: Logger,
   ) {}
 
-  async release(request: ConfigurationRequest, client: ClientKey): Promise<unknown> {
+  /** Verifies and releases; `log` is the request's logger, so log lines carry the request id. */
+  async release(request: ConfigurationRequest, client: ClientKey, log: Logger = this.logger): Promise<unknown> {
     const actor = { kind: 'service' as const, session: request.session, service: request.service };
     try {
       const configuration = await this.verifyAndResolve(request, client);
@@ -42,10 +43,10 @@ export class ConfigurationService {
         outcome: 'success',
         details: { configHmac: this.audit.hmac(JSON.stringify(configuration)) },
       });
-      this.logger.info({ session: request.session, service: request.service }, 'configuration released');
+      log.info({ session: request.session, service: request.service }, 'configuration released');
       return configuration;
     } catch (error) {
-      if (isCasError(error) && error.code !== 'AUDIT_APPEND_FAILED') await this.recordRejection(request, error);
+      if (isCasError(error) && error.code !== 'AUDIT_APPEND_FAILED') await this.recordRejection(request, error, log);
       throw error;
     }
   }
@@ -100,7 +101,7 @@ export class ConfigurationService {
   }
 
   /** Audits a rejected request; a failure to do so is logged and does not hide the rejection itself. */
-  private async recordRejection(request: ConfigurationRequest, error: CasError): Promise<void> {
+  private async recordRejection(request: ConfigurationRequest, error: CasError, log: Logger): Promise<void> {
     try {
       await this.audit.append({
         event: 'service.rejected',
@@ -110,7 +111,7 @@ export class ConfigurationService {
         details: { reason: error.code },
       });
     } catch (auditError) {
-      this.logger.error({ err: auditError, session: request.session, service: request.service }, 'could not audit a rejected configuration request');
+      log.error({ err: auditError, session: request.session, service: request.service }, 'could not audit a rejected configuration request');
     }
   }
 }

@@ -57,6 +57,13 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, part: 'body' | 'p
   return result.data;
 }
 
+/** Parses the session name from the path and binds it to the request's logger, so error lines carry it. */
+function sessionName(request: FastifyRequest): string {
+  const { name } = parse(schemas.sessionParams, request.params, 'params');
+  request.log = request.log.child({ session: name });
+  return name;
+}
+
 function requireProvisioned(context: RouteContext): void {
   if (context.provisioning.owner() === undefined) {
     throw new CasError('NOT_PROVISIONED', 'this CAS is not provisioned yet; run cas provision --cas URL --token TOKEN first');
@@ -93,8 +100,7 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
     parse(schemas.noQuery, request.query, 'query');
     const body = parse(schemas.sessionBody, request.body, 'body');
     requireProvisioned(context);
-    const created = await context.sessions.create(body.session, client(request));
-    request.log.info({ session: created.name }, 'session create request completed');
+    const created = await context.sessions.create(body.session, client(request), request.log);
     return reply.status(201).send(created);
   });
 
@@ -105,25 +111,25 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
   });
 
   app.get('/v1/sessions/:name', async (request) => {
-    const { name } = parse(schemas.sessionParams, request.params, 'params');
+    const name = sessionName(request);
     parse(schemas.noQuery, request.query, 'query');
     requireProvisioned(context);
     return context.sessions.read(name, client(request));
   });
 
   app.put('/v1/sessions/:name', async (request) => {
-    const { name } = parse(schemas.sessionParams, request.params, 'params');
+    const name = sessionName(request);
     parse(schemas.noQuery, request.query, 'query');
     const body = parse(schemas.sessionBody, request.body, 'body');
     requireProvisioned(context);
-    return context.sessions.update(name, body.session, client(request));
+    return context.sessions.update(name, body.session, client(request), request.log);
   });
 
   app.delete('/v1/sessions/:name', async (request) => {
-    const { name } = parse(schemas.sessionParams, request.params, 'params');
+    const name = sessionName(request);
     parse(schemas.noQuery, request.query, 'query');
     requireProvisioned(context);
-    await context.sessions.delete(name, client(request));
+    await context.sessions.delete(name, client(request), request.log);
     return { name, deleted: true };
   });
 
@@ -137,7 +143,8 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
   app.post('/v1/configuration', async (request) => {
     const body = parse(schemas.configuration, request.body, 'body');
     requireProvisioned(context);
-    return context.configuration.release(body, client(request));
+    request.log = request.log.child({ session: body.session, service: body.service });
+    return context.configuration.release(body, client(request), request.log);
   });
 
   app.get('/v1/audit/head', async (request) => {

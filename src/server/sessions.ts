@@ -39,7 +39,8 @@ export class SessionService {
     return { record, session: record.data as Session, secrets: record.secrets as GeneratedSecrets };
   }
 
-  async create(text: string, client: ClientKey): Promise<SessionSummary> {
+  /** Creates a session; `log` is the request's logger, so log lines carry the request id. */
+  async create(text: string, client: ClientKey, log: Logger = this.logger): Promise<SessionSummary> {
     const session = parseSession(text);
     if (session.predecessor !== undefined) {
       throw new CasError('SESSION_CONFLICT', `session "${session.name}" has a predecessor, but a new session must not have one; use cas session update to change an existing session`, {
@@ -61,12 +62,12 @@ export class SessionService {
         { event: 'session.created', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: session.name }, outcome: 'success', details: { sessionHash: hash } },
         () => this.db.putSession(record),
       );
-      this.logger.info({ session: session.name, sessionHash: hash }, 'session created');
+      log.info({ session: session.name, sessionHash: hash }, 'session created');
       return { name: session.name, hash };
     });
   }
 
-  async update(name: string, text: string, client: ClientKey): Promise<SessionSummary> {
+  async update(name: string, text: string, client: ClientKey, log: Logger = this.logger): Promise<SessionSummary> {
     const session = parseSession(text);
     if (session.name !== name) {
       throw new CasError('INVALID_ARGUMENT', `the session document is named "${session.name}" but the request updates "${name}"`, { details: { session: name } });
@@ -106,7 +107,7 @@ export class SessionService {
         },
         () => this.db.putSession(record),
       );
-      this.logger.info({ session: name, sessionHash: hash, predecessor: current.record.hash }, 'session updated');
+      log.info({ session: name, sessionHash: hash, predecessor: current.record.hash }, 'session updated');
       return { name, hash };
     });
   }
@@ -136,14 +137,14 @@ export class SessionService {
   }
 
   /** Deletes a session; needs `update` permission. Sessions below it stay, as in a file system they would not. */
-  async delete(name: string, client: ClientKey): Promise<void> {
+  async delete(name: string, client: ClientKey, log: Logger = this.logger): Promise<void> {
     await this.db.writeGate.run(async () => {
       const current = this.requireAllowed(name, client, 'update');
       await this.commit(
         { event: 'session.deleted', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: name }, outcome: 'success', details: { sessionHash: current.record.hash } },
         () => this.db.deleteSession(name),
       );
-      this.logger.info({ session: name, sessionHash: current.record.hash }, 'session deleted');
+      log.info({ session: name, sessionHash: current.record.hash }, 'session deleted');
     });
   }
 

@@ -40,7 +40,17 @@ function readToken(flags: { token?: string; tokenFile?: string }): string {
   if (flags.token !== undefined && flags.tokenFile !== undefined) {
     throw new CasError('INVALID_ARGUMENT', 'give either --token or --token-file, not both');
   }
-  if (flags.tokenFile !== undefined) return readFileSync(flags.tokenFile, 'utf8').trim();
+  if (flags.tokenFile !== undefined) {
+    try {
+      return readFileSync(flags.tokenFile, 'utf8').trim();
+    } catch (error) {
+      throw new CasError(
+        'INVALID_ARGUMENT',
+        `cannot read the provisioning token file ${flags.tokenFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}; CAS deletes its generated token file once it is provisioned`,
+        { cause: error },
+      );
+    }
+  }
   if (flags.token !== undefined) return flags.token;
   throw new CasError('INVALID_ARGUMENT', 'missing provisioning token: pass --token TOKEN or --token-file FILE');
 }
