@@ -269,6 +269,10 @@ export class TestApiServer {
   }
 
   private discovery(path: string, res: ServerResponse): boolean {
+    if (path === '/version') {
+      sendJson(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-test', platform: 'linux/amd64' });
+      return true;
+    }
     if (path === '/api') {
       sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
       return true;
