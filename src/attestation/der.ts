@@ -80,7 +80,8 @@ export class DerReader {
   }
 
   /** The children of a constructed element, in order. */
-  children(parent: Tlv): Tlv[] {
+  children(parent: Tlv | undefined): Tlv[] {
+    if (parent === undefined) this.fail('an element is missing');
     const result: Tlv[] = [];
     let offset = parent.contentStart;
     while (offset < parent.end) {
@@ -98,21 +99,23 @@ export class DerReader {
   }
 
   /** The whole encoding (identifier, length and content) of an element. */
-  raw(tlv: Tlv): Buffer {
+  raw(tlv: Tlv | undefined): Buffer {
+    if (tlv === undefined) this.fail('an element is missing');
     return this.buffer.subarray(tlv.start, tlv.end);
   }
 
-  content(tlv: Tlv): Buffer {
+  content(tlv: Tlv | undefined): Buffer {
+    if (tlv === undefined) this.fail('an element is missing');
     return this.buffer.subarray(tlv.contentStart, tlv.end);
   }
 
-  oid(tlv: Tlv): string {
+  oid(tlv: Tlv | undefined): string {
     this.expect(tlv, TAG.OID, 'object identifier');
     return decodeOid(this.content(tlv), (message) => this.fail(message));
   }
 
   /** An INTEGER as a signed bigint (two's complement, as DER encodes it). */
-  integer(tlv: Tlv): bigint {
+  integer(tlv: Tlv | undefined): bigint {
     this.expect(tlv, TAG.INTEGER, 'integer');
     const bytes = this.content(tlv);
     if (bytes.length === 0) this.fail('empty integer');
@@ -122,14 +125,15 @@ export class DerReader {
   }
 
   /** A BIT STRING's bytes; rejects unused bits, which signatures and keys never have. */
-  bitString(tlv: Tlv): Buffer {
+  bitString(tlv: Tlv | undefined): Buffer {
     this.expect(tlv, TAG.BIT_STRING, 'bit string');
     const bytes = this.content(tlv);
     if (bytes.length === 0 || bytes[0] !== 0) this.fail('bit string with unused bits');
     return bytes.subarray(1);
   }
 
-  time(tlv: Tlv): Date {
+  time(tlv: Tlv | undefined): Date {
+    if (tlv === undefined) this.fail('a time is missing');
     const text = this.content(tlv).toString('latin1');
     let match: RegExpExecArray | null;
     if (tlv.tag === TAG.UTC_TIME) {

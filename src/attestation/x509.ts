@@ -246,11 +246,20 @@ export function verifyWith(algorithm: SignatureAlgorithm, data: Buffer, key: Key
   }
 }
 
-/** Splits a PEM bundle into DER certificates, in order. Rejects input without any certificate. */
+/**
+ * Splits a PEM bundle into DER certificates, in order. Rejects input without any certificate, a block whose
+ * body is not base64, and any text between or around the blocks other than whitespace.
+ */
 export function certificatesFromPem(pem: string, what: string): Certificate[] {
-  const blocks = [...pem.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)];
+  const pattern = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
+  const blocks = [...pem.matchAll(pattern)];
   if (blocks.length === 0) throw new CasError('CERT_CHAIN_INVALID', `${what} contains no PEM certificate`);
-  return blocks.map((block) => parseCertificate(Buffer.from(block[1]!.replace(/\s+/g, ''), 'base64')));
+  if (pem.replace(pattern, '').trim() !== '') throw new CasError('CERT_CHAIN_INVALID', `${what} contains text outside its PEM certificates`);
+  return blocks.map((block, i) => {
+    const body = block[1]!.replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body)) throw new CasError('CERT_CHAIN_INVALID', `${what}: PEM certificate ${i} is not valid base64`);
+    return parseCertificate(Buffer.from(body, 'base64'));
+  });
 }
 
 /**
