@@ -36,6 +36,8 @@ export const AUDIT_EVENTS = [
   'config.released',
   'backup.registered',
   'backup.removed',
+  'backup.registrar.authorized',
+  'backup.registrar.revoked',
   'snapshot.created',
   'restore',
   'log.rotated',
@@ -140,6 +142,9 @@ const DETAILS = {
   'config.released': z.strictObject({ configHmac: hmacValue }),
   'backup.registered': empty,
   'backup.removed': empty,
+  /** The client key (SHA-256 of its SPKI) that the CAS owner allowed, or no longer allows, to register platforms. */
+  'backup.registrar.authorized': z.strictObject({ registrarKeyHash: hexSha256 }),
+  'backup.registrar.revoked': z.strictObject({ registrarKeyHash: hexSha256 }),
   'snapshot.created': z.strictObject({ databaseSha256: hexSha256.optional() }),
   'restore': z.strictObject({ databaseSha256: hexSha256.optional() }),
   'log.rotated': z.strictObject({
@@ -180,6 +185,8 @@ const EVENT_SCHEMAS = [
   eventSchema('config.released'),
   eventSchema('backup.registered'),
   eventSchema('backup.removed'),
+  eventSchema('backup.registrar.authorized'),
+  eventSchema('backup.registrar.revoked'),
   eventSchema('snapshot.created'),
   eventSchema('restore'),
   eventSchema('log.rotated'),

@@ -121,6 +121,8 @@ export function exampleOfEveryEvent(hmac: (value: string) => string): Record<Aud
     'config.released': { event: 'config.released', actor: service, target, outcome: 'success', details: { configHmac: hmac('configuration') } },
     'backup.registered': { event: 'backup.registered', actor: owner, target: { platformKeyHash: '7'.repeat(64) }, outcome: 'success', details: {} },
     'backup.removed': { event: 'backup.removed', actor: owner, target: { platformKeyHash: '7'.repeat(64) }, outcome: 'success', details: {} },
+    'backup.registrar.authorized': { event: 'backup.registrar.authorized', actor: owner, outcome: 'success', details: { registrarKeyHash: '9'.repeat(64) } },
+    'backup.registrar.revoked': { event: 'backup.registrar.revoked', actor: owner, outcome: 'success', details: { registrarKeyHash: '9'.repeat(64) } },
     'snapshot.created': { event: 'snapshot.created', actor: { kind: 'cas' }, target: { snapshot: '2026-12-04T19-00-00Z' }, outcome: 'success', details: { databaseSha256: '8'.repeat(64) } },
     'restore': { event: 'restore', actor: { kind: 'operator' }, target: { snapshot: '2026-12-04T19-00-00Z' }, outcome: 'success', details: { databaseSha256: '8'.repeat(64) } },
     'log.rotated': {
