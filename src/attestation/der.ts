@@ -79,7 +79,7 @@ export class DerReader {
     return tlv;
   }
 
-  /** The children of a constructed element, in order. */
+  /** Returns the children of a constructed element, in order. */
   children(parent: Tlv | undefined): Tlv[] {
     if (parent === undefined) this.fail('an element is missing');
     const result: Tlv[] = [];
@@ -98,7 +98,7 @@ export class DerReader {
     return tlv;
   }
 
-  /** The whole encoding (identifier, length and content) of an element. */
+  /** Returns the whole encoding (identifier, length and content) of an element. */
   raw(tlv: Tlv | undefined): Buffer {
     if (tlv === undefined) this.fail('an element is missing');
     return this.buffer.subarray(tlv.start, tlv.end);
@@ -114,7 +114,7 @@ export class DerReader {
     return decodeOid(this.content(tlv), (message) => this.fail(message));
   }
 
-  /** An INTEGER as a signed bigint (two's complement, as DER encodes it). */
+  /** Reads an INTEGER as a signed bigint (two's complement, as DER encodes it). */
   integer(tlv: Tlv | undefined): bigint {
     this.expect(tlv, TAG.INTEGER, 'integer');
     const bytes = this.content(tlv);
@@ -124,7 +124,7 @@ export class DerReader {
     return value;
   }
 
-  /** A BIT STRING's bytes; rejects unused bits, which signatures and keys never have. */
+  /** Returns a BIT STRING's bytes. Unused bits are rejected, since signatures and keys never have them. */
   bitString(tlv: Tlv | undefined): Buffer {
     this.expect(tlv, TAG.BIT_STRING, 'bit string');
     const bytes = this.content(tlv);
