@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../logging/logger.js';
 import { apiStatus, kubeApiError } from '../cluster/api-errors.js';
-import { decideFailover, type ObservedLease, type ObservedNode, type ObservedPod, type WatchdogDecision, type WatchdogPolicy } from './decide.js';
+import { decideFailover, type ObservedLease, type ObservedNode, type ObservedPod, type WatchdogDecision, type WatchdogObservation, type WatchdogPolicy } from './decide.js';
 
 export interface WatchdogOptions extends WatchdogPolicy {
   config: KubeConfig;
@@ -45,16 +45,26 @@ export class FailoverWatchdog {
 
   /** Makes one observation and acts on the decision; returns the decision. */
   async tick(): Promise<WatchdogDecision> {
-    const { namespace, podName, logger } = this.options;
+    const decision = decideFailover(await this.observe(), this.options);
+    await this.act(decision);
+    return decision;
+  }
+
+  /** Reads the primary pod, its node and the primary Lease. */
+  async observe(): Promise<WatchdogObservation> {
     const pod = await this.readPod();
     const node = pod?.nodeName === undefined ? undefined : await this.readNode(pod.nodeName);
     const lease = await this.readLease();
-    const decision = decideFailover({ now: this.now(), pod, node, lease }, this.options);
+    return { now: this.now(), pod, node, lease };
+  }
 
+  /** Logs a wait, or deletes the pod named by a delete decision (only if it still has the decided uid). */
+  async act(decision: WatchdogDecision): Promise<void> {
+    const { namespace, podName, logger } = this.options;
     if (decision.action === 'wait') {
       if (decision.reason !== this.lastReason) logger.info({ pod: podName, namespace, reason: decision.reason }, 'failover watchdog waits');
       this.lastReason = decision.reason;
-      return decision;
+      return;
     }
     this.lastReason = undefined;
     logger.warn({ pod: decision.pod, uid: decision.uid, node: decision.node, namespace, reason: decision.reason }, 'deleting the primary pod so that the StatefulSet recreates it on another node');
@@ -70,12 +80,11 @@ export class FailoverWatchdog {
       // 404: already gone; 409: the uid precondition failed because the pod was recreated meanwhile.
       if (status === 404 || status === 409) {
         logger.info({ pod: decision.pod, status }, 'the primary pod was already deleted or replaced');
-        return decision;
+        return;
       }
       throw kubeApiError(`Deleting pod ${namespace}/${decision.pod}`, error);
     }
     logger.warn({ pod: decision.pod, node: decision.node, namespace }, 'deleted the primary pod');
-    return decision;
   }
 
   /** Runs `tick` every interval until `signal` aborts; errors of one tick are logged and retried. */
