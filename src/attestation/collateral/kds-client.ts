@@ -38,6 +38,7 @@ export class KdsClient {
     query.set('snpSPL', String(tcb.snp));
     query.set('ucodeSPL', String(tcb.microcode));
     // Turin KDS takes the first 8 bytes of the chip id; Milan and Genoa take all 64.
+    // NOTE: the Turin URL form (8-byte hwid, fmcSPL) is untested here; only Milan has a sample.
     const hwid = (product.startsWith('Turin') ? report.chipId.subarray(0, 8) : report.chipId).toString('hex');
     const url = `${this.baseUrl}/vcek/v1/${encodeURIComponent(product)}/${hwid}?${query.toString()}`;
     const cached = this.vceks.get(url);

@@ -90,7 +90,11 @@ function littleEndianComponent(bytes: Buffer, name: string): Buffer {
   return Buffer.from(bytes.subarray(0, 48)).reverse();
 }
 
-/** The TCB version fields; Turin adds FMC and moves the others (SEV-SNP ABI 1.57, TCB_VERSION). */
+/**
+ * The TCB version fields; Turin adds FMC and moves the others.
+ * NOTE: the Turin byte layout follows the SEV-SNP ABI's TCB_VERSION for Turin and is untested, because
+ * only a Milan sample report is available.
+ */
 export interface SnpTcb {
   bootloader: number;
   tee: number;
