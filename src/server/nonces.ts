@@ -25,6 +25,8 @@ export class NonceRegistry {
   /** Issues a nonce for the client key; returns it as lower-case hex with its expiry time. */
   issue(clientKeyHash: string): { nonce: string; expiresAt: Date } {
     this.prune();
+    // NOTE: the limit is global, so one client that requests nonces without using them can make issuing
+    // fail for everyone until its nonces expire (nonceTtlSeconds).
     const limit = this.options.maxOutstanding ?? 10_000;
     if (this.issued.size >= limit) {
       throw new CasError('UNAVAILABLE', `too many outstanding nonces (${limit}); retry after ${this.options.ttlMs / 1000} s`);
