@@ -12,6 +12,7 @@ import { register as registerServe } from './commands/serve.js';
 import { register as registerSession } from './commands/session.js';
 import { register as registerBackup } from './commands/backup.js';
 import { register as registerSnapshot } from './commands/snapshot.js';
+import { register as registerWatchdog } from './commands/watchdog.js';
 import { register as registerStatus } from './commands/status.js';
 
 /**
@@ -22,6 +23,6 @@ const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
   .showHelpAfterError();
 
-const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot, registerStatus];
+const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot, registerStatus, registerWatchdog];
 
 await runCli(program, groups);
