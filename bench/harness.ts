@@ -265,3 +265,19 @@ export function mib(bytes: number): string {
 export function missingFigure(number: number, title: string, feature: string): FigureResult {
   return { number, title, missing: feature, values: [], checks: [], method: [], notes: [] };
 }
+
+/**
+ * Scheduler times of a Linux process's main thread (for Node.js, the event loop) so far, in milliseconds,
+ * from /proc/PID/task/PID/schedstat: time on a CPU, and time runnable but waiting for one (other tenants'
+ * load shows here). The rest of the wall time the thread was blocked (I/O, fsync) or idle.
+ */
+export function mainThreadSchedule(pid: number): { onCpuMs: number; runnableWaitMs: number } {
+  const [onCpuNs, waitNs] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  return { onCpuMs: (onCpuNs ?? 0) / 1e6, runnableWaitMs: (waitNs ?? 0) / 1e6 };
+}
+
+/** CPU time of this process so far (user plus system), in milliseconds. */
+export function ownCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}

@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { newClientKey, openStorageCas, sessionText } from '../cas-setup.js';
-import { benchTempDir, fmt, percentile, removeDir, type BenchOptions, type FigureResult } from '../harness.js';
+import { benchTempDir, fmt, ownCpuMs, percentile, removeDir, type BenchOptions, type FigureResult } from '../harness.js';
 
 const WRITERS = 32;
 const TARGET_RATIO = 0.5;
@@ -25,6 +25,7 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
     const latencies: number[] = [];
     let completed = 0;
     let elapsed = 0;
+    let cpu = 0;
     try {
       const owner = newClientKey();
       let next = 0;
@@ -49,9 +50,11 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, warmupEnd - performance.now())));
       measuring = true;
       const before = cas.audit.stats();
+      const cpuBefore = ownCpuMs();
       const windowStart = performance.now();
       await Promise.all(writers);
       elapsed = performance.now() - windowStart;
+      cpu = (ownCpuMs() - cpuBefore) / elapsed;
       const after = cas.audit.stats();
       stats = { appended: after.appended - before.appended, batches: after.batches - before.batches };
       if (cas.db.countSessions() !== next) throw new Error(`the database holds ${cas.db.countSessions()} sessions after ${next} writes`);
@@ -79,6 +82,7 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
         { label: 'latency p50', value: `${fmt(percentile(latencies, 0.5), 1)} ms` },
         { label: 'latency p99', value: `${fmt(percentile(latencies, 0.99), 1)} ms` },
         { label: 'audit entries per write + fsync batch', value: fmt(stats.appended / Math.max(1, stats.batches), 2) },
+        { label: 'CPU use of the writing process in the window', value: `${fmt(cpu * 100)}% of one core` },
       ],
       limit: [{ label: `write (${FSYNC_PROBE_BYTES} B) + fsync loop on a file in the data directory, per second`, value: fmt(fsyncRate) }],
       checks: [{ label: 'writes/s ÷ fsync rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
