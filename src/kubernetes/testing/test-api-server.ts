@@ -17,7 +17,7 @@ import { createSelfSignedCertificate } from '../../tls/certificates.js';
  *
  * It is deliberately small. Its simplifications:
  * - Server-side apply replaces the fields the applied configuration sets and keeps `status` and the
- *   server-owned metadata; it does not track field ownership across several managers.
+ *   server-owned metadata. It does not track field ownership across several managers.
  * - A built-in StatefulSet controller creates the claims of `volumeClaimTemplates` and pod `NAME-0`, as the
  *   real controller does, so tests can check that claims survive a re-run. Readiness is set by the test.
  * - No admission, defaulting or schema validation: the manifest tests validate the schemas.
@@ -66,7 +66,7 @@ export interface PortForwardTarget {
 
 export class TestApiServer {
   readonly requests: RecordedRequest[] = [];
-  /** Resources (plural names, such as `statefulsets`) whose writes are answered with 403, as RBAC would. */
+  /** Resources (plural names, such as `statefulsets`) whose writes get 403 Forbidden, as RBAC would return. */
   readonly forbiddenWrites = new Set<string>();
   /** Called after each create or apply, so a test can play the kubelet (start a process, set readiness). */
   onObjectWritten: ((object: StoredObject) => void) | undefined;
