@@ -6,6 +6,7 @@ import { EXIT } from '../errors/exit-codes.js';
 import { runCas, startCasProcess, tempDir, type CasProcess } from '../server/testing/cas-process.js';
 import { listSnapshots, readManifest } from '../snapshots/inspect.js';
 import { loadOrCreateSimulationPlatform, type Platform } from '../store/index.js';
+import { keyHashOfCertificate } from '../tls/certificates.js';
 
 /**
  * `cas backup register|list|remove` and `cas snapshot verify|restore` through the built CLI against a
@@ -145,6 +146,33 @@ describe('cas backup and cas snapshot through the CLI', () => {
     // Documented limit: a snapshot taken before the removal still opens for the removed platform.
     const early = await runCas(['snapshot', 'verify', beforeRemoval, '--platform-dir', backupDir], owner);
     assert.equal(early.code, 0, early.stderr);
+  });
+
+  it('lets an authorised registrar register only', async () => {
+    const registrarKeyHash = keyHashOfCertificate(readFileSync(join(other.CAS_HOME, 'client-cert.pem'), 'utf8'));
+    const registrarPlatformDir = join(root, 'registrar-platform');
+    const authorized = await runCas(['backup', 'authorize-registrar', registrarKeyHash, '--cas', cas.url, '--output', 'json'], owner);
+    assert.equal(authorized.code, 0, authorized.stderr);
+    assert.equal((JSON.parse(authorized.stdout) as { added: boolean }).added, true);
+
+    const registered = await runCas(['backup', 'register', '--cas', cas.url, '--platform-dir', registrarPlatformDir, '--output', 'json'], other);
+    assert.equal(registered.code, 0, registered.stderr);
+    assert.equal((JSON.parse(registered.stdout) as { platform: { registeredBy: string } }).platform.registeredBy, registrarKeyHash);
+
+    const listed = await runCas(['backup', 'list', '--cas', cas.url], other);
+    assert.notEqual(listed.code, 0, 'a registrar may not list');
+    assert.match(listed.stderr, /only the CAS owner/);
+    const removed = await runCas(['backup', 'remove', backup.id, '--cas', cas.url], other);
+    assert.notEqual(removed.code, 0, 'a registrar may not remove');
+
+    const ownerView = JSON.parse((await runCas(['backup', 'list', '--cas', cas.url, '--output', 'json'], owner)).stdout) as ListOutput & { registrars: Array<{ keyHash: string }> };
+    assert.deepEqual(ownerView.registrars.map((r) => r.keyHash), [registrarKeyHash]);
+
+    const revoked = await runCas(['backup', 'revoke-registrar', registrarKeyHash, '--cas', cas.url], owner);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    const afterRevoke = await runCas(['backup', 'register', '--cas', cas.url, '--platform-dir', strangerDir], other);
+    assert.notEqual(afterRevoke.code, 0);
+    assert.match(afterRevoke.stderr, /only the CAS owner/);
   });
 
   it('lists snapshots newest first', async () => {

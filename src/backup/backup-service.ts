@@ -4,6 +4,7 @@ import type { Logger } from '../logging/logger.js';
 import type { CasDatabase } from '../store/index.js';
 import type { CommitChange } from '../server/provisioning.js';
 import type { NonceRegistry } from '../server/nonces.js';
+import { readRegistrars, writeRegistrars, type Registrar } from './registrars.js';
 import { readRemovedPlatforms, writeRemovedPlatforms, type RemovedPlatform } from './removed-platforms.js';
 import { sha256Hex, verifyRegistrationEvidence } from './registration-evidence.js';
 
@@ -29,7 +30,8 @@ export interface BackupServiceOptions {
 }
 
 /**
- * Registration and removal of backup targets. Only the CAS owner may call these. Every change appends
+ * Registration and removal of backup targets. The CAS owner may call everything; a registrar key that the
+ * owner authorised may only register platforms. Every change appends
  * `backup.registered` or `backup.removed` to the audit log and changes cas.key-store and cas.db inside
  * one writer of the write gate, so a snapshot never contains one change without the other.
  */
@@ -42,7 +44,7 @@ export class BackupService {
    */
   async register(request: { nonce: string; evidence: unknown }, clientKeyHash: string): Promise<{ platform: BackupPlatform; added: boolean }> {
     const { db, commit, nonces, logger } = this.options;
-    this.requireOwner(clientKeyHash, 'register a backup target');
+    this.requireOwnerOrRegistrar(clientKeyHash);
     nonces.consume(request.nonce, clientKeyHash);
     const verified = verifyRegistrationEvidence(request.evidence, { nonce: request.nonce, casCertificatePem: this.options.casCertificatePem });
     if (this.options.mode === 'hardware' && verified.evidenceType === 'simulation') {
@@ -69,9 +71,10 @@ export class BackupService {
     });
   }
 
-  list(clientKeyHash: string): { platforms: BackupPlatform[]; removed: RemovedPlatform[] } {
+  list(clientKeyHash: string): { platforms: BackupPlatform[]; removed: RemovedPlatform[]; registrars: Registrar[] } {
     this.requireOwner(clientKeyHash, 'list backup targets');
-    return { platforms: this.options.db.listPlatforms().map((entry) => this.view(entry)), removed: readRemovedPlatforms(this.options.db) };
+    const { db } = this.options;
+    return { platforms: db.listPlatforms().map((entry) => this.view(entry)), removed: readRemovedPlatforms(db), registrars: readRegistrars(db) };
   }
 
   /**
@@ -101,6 +104,48 @@ export class BackupService {
       logger.info({ platformId, removedBy: clientKeyHash }, 'backup target removed');
       return removal;
     });
+  }
+
+  /** Allows `keyHash` to register backup platforms. Idempotent: an authorised key keeps its record. */
+  async authorizeRegistrar(keyHash: string, clientKeyHash: string): Promise<{ registrar: Registrar; added: boolean }> {
+    const { db, commit, logger } = this.options;
+    this.requireOwner(clientKeyHash, 'authorise a registrar');
+    if (keyHash === clientKeyHash) throw new CasError('INVALID_ARGUMENT', 'the CAS owner may register platforms already; authorise a separate registrar key');
+    return db.writeGate.run(async () => {
+      const existing = readRegistrars(db).find((entry) => entry.keyHash === keyHash);
+      if (existing !== undefined) return { registrar: existing, added: false };
+      const registrar: Registrar = { keyHash, authorizedAt: new Date().toISOString(), authorizedBy: clientKeyHash };
+      await commit(
+        { event: 'backup.registrar.authorized', actor: { kind: 'client', keyHash: clientKeyHash }, outcome: 'success', details: { registrarKeyHash: keyHash } },
+        () => writeRegistrars(db, [...readRegistrars(db), registrar]),
+      );
+      logger.info({ registrarKeyHash: keyHash, authorizedBy: clientKeyHash }, 'backup registrar authorised');
+      return { registrar, added: true };
+    });
+  }
+
+  /** Withdraws a registrar key; platforms it registered stay registered. Throws NOT_FOUND for an unknown key. */
+  async revokeRegistrar(keyHash: string, clientKeyHash: string): Promise<void> {
+    const { db, commit, logger } = this.options;
+    this.requireOwner(clientKeyHash, 'revoke a registrar');
+    await db.writeGate.run(async () => {
+      const registrars = readRegistrars(db);
+      if (!registrars.some((entry) => entry.keyHash === keyHash)) {
+        throw new CasError('NOT_FOUND', `client key ${keyHash} is not an authorised registrar; cas backup list --output json shows the registrars`, { details: { keyHash } });
+      }
+      await commit(
+        { event: 'backup.registrar.revoked', actor: { kind: 'client', keyHash: clientKeyHash }, outcome: 'success', details: { registrarKeyHash: keyHash } },
+        () => writeRegistrars(db, registrars.filter((entry) => entry.keyHash !== keyHash)),
+      );
+      logger.info({ registrarKeyHash: keyHash, revokedBy: clientKeyHash }, 'backup registrar revoked');
+    });
+  }
+
+  private requireOwnerOrRegistrar(clientKeyHash: string): void {
+    const owner = this.options.ownerKeyHash();
+    if (owner !== undefined && owner === clientKeyHash) return;
+    if (owner !== undefined && readRegistrars(this.options.db).some((entry) => entry.keyHash === clientKeyHash)) return;
+    this.requireOwner(clientKeyHash, 'register a backup target (or a registrar key it authorised)');
   }
 
   private requireOwner(clientKeyHash: string, action: string): void {

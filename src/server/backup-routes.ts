@@ -7,10 +7,13 @@ import { invalidRequest } from './http-errors.js';
 import type { RouteContext } from './routes.js';
 
 const PLATFORM_ID = z.string().regex(/^[0-9a-f]{32}$/, 'expected a platform id of 32 lower-case hex characters');
+const KEY_HASH = z.string().regex(/^[0-9a-f]{64}$/, 'expected a client key hash of 64 lower-case hex characters');
 
 const schemas = {
   register: z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{32,128}$/, 'expected 32 to 128 lower-case hex characters'), evidence: registrationEvidenceSchema }),
   platformParams: z.strictObject({ platformId: PLATFORM_ID }),
+  registrar: z.strictObject({ keyHash: KEY_HASH }),
+  registrarParams: z.strictObject({ keyHash: KEY_HASH }),
   noQuery: z.strictObject({}),
 };
 
@@ -22,8 +25,10 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, part: 'body' | 'p
 
 /**
  * Registers the backup-target routes (CAS owner only), documented in docs/backup.md:
- * `POST /v1/backup/platforms` registers a platform, `GET /v1/backup/platforms` lists the key store
- * entries and removals, `DELETE /v1/backup/platforms/:platformId` removes one.
+ * `POST /v1/backup/platforms` registers a platform (also allowed for an authorised registrar key),
+ * `GET /v1/backup/platforms` lists the key store entries, removals and registrars,
+ * `DELETE /v1/backup/platforms/:platformId` removes a platform, and `POST /v1/backup/registrars` and
+ * `DELETE /v1/backup/registrars/:keyHash` authorise and revoke a registrar key.
  */
 export function registerBackupRoutes(app: CasApp, context: RouteContext): void {
   const service = new BackupService({
@@ -53,5 +58,19 @@ export function registerBackupRoutes(app: CasApp, context: RouteContext): void {
     parse(schemas.noQuery, request.query, 'query');
     const removal = await service.remove(platformId, requireClientKey(request).keyHash);
     return { ...removal, removed: true };
+  });
+
+  app.post('/v1/backup/registrars', async (request, reply) => {
+    parse(schemas.noQuery, request.query, 'query');
+    const body = parse(schemas.registrar, request.body, 'body');
+    const result = await service.authorizeRegistrar(body.keyHash, requireClientKey(request).keyHash);
+    return reply.status(result.added ? 201 : 200).send(result);
+  });
+
+  app.delete('/v1/backup/registrars/:keyHash', async (request) => {
+    const { keyHash } = parse(schemas.registrarParams, request.params, 'params');
+    parse(schemas.noQuery, request.query, 'query');
+    await service.revokeRegistrar(keyHash, requireClientKey(request).keyHash);
+    return { keyHash, revoked: true };
   });
 }

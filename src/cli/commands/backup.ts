@@ -12,7 +12,7 @@ interface BackupFlags {
 
 /** `cas backup register|list|remove`: manage the platforms that may open the database (backup targets). */
 export function register(program: Command): void {
-  const backup = program.command('backup').description('register, list and remove backup targets (CAS owner only)');
+  const backup = program.command('backup').description('register, list and remove backup targets (CAS owner; registering also for authorised registrar keys)');
 
   backup
     .command('register')
@@ -44,7 +44,34 @@ export function register(program: Command): void {
       const result = await client.list();
       const lines = result.platforms.map((p) => `${p.platformId}\t${p.registeredAt}\t${p.evidenceType}${p.primary ? '\tprimary' : ''}`);
       const removed = result.removed.map((r) => `${r.platformId}\tremoved ${r.removedAt}`);
-      printResult(format, result, [...lines, ...removed].join('\n'));
+      const registrars = result.registrars.map((r) => `registrar ${r.keyHash}\tauthorised ${r.authorizedAt}`);
+      printResult(format, result, [...lines, ...removed, ...registrars].join('\n'));
+    });
+
+  backup
+    .command('authorize-registrar <key-hash>')
+    .description('allow another client key (SHA-256 of its public key) to register backup platforms, and nothing else')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (keyHash: string, flags: BackupFlags) => {
+      const format = outputFormat(flags.output);
+      checkKeyHash(keyHash);
+      const client = await BackupClient.connect(flags.cas);
+      const result = await client.authorizeRegistrar(keyHash);
+      printResult(format, result, undefined, result.added ? `authorised registrar ${keyHash}` : `registrar ${keyHash} was already authorised`);
+    });
+
+  backup
+    .command('revoke-registrar <key-hash>')
+    .description('withdraw a registrar key; the platforms it registered stay registered')
+    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
+    .option('--output <format>', 'text or json', 'text')
+    .action(async (keyHash: string, flags: BackupFlags) => {
+      const format = outputFormat(flags.output);
+      checkKeyHash(keyHash);
+      const client = await BackupClient.connect(flags.cas);
+      await client.revokeRegistrar(keyHash);
+      printResult(format, { keyHash, revoked: true }, undefined, `revoked registrar ${keyHash}`);
     });
 
   backup
@@ -61,4 +88,10 @@ export function register(program: Command): void {
       const result = await client.remove(platformId);
       printResult(format, result, undefined, `removed platform ${platformId}; snapshots taken before ${result.removedAt} still contain its key store entry`);
     });
+}
+
+function checkKeyHash(keyHash: string): void {
+  if (!/^[0-9a-f]{64}$/.test(keyHash)) {
+    throw new CasError('INVALID_ARGUMENT', `invalid key hash "${keyHash}"; expected the 64 lower-case hex characters of a client key's SHA-256`);
+  }
 }
