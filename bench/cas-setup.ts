@@ -23,8 +23,8 @@ export interface StorageCas {
 
 /**
  * Opens (or creates) the encrypted database in `dataDir` with the simulation platform key in `platformDir`,
- * the CAS identity, and the audit log at the server's default path, and wires them into a SessionService
- * with the server's commit function (audit append, then database commit).
+ * the CAS identity and the audit log at the server's default path. Wires them into a SessionService with
+ * the server's commit function, which appends the audit entry and then commits the database change.
  */
 export async function openStorageCas(dataDir: string, platformDir: string): Promise<StorageCas> {
   const logger = silentLogger();
@@ -45,7 +45,7 @@ export async function openStorageCas(dataDir: string, platformDir: string): Prom
   };
 }
 
-/** A client key (the TLS identity of a session owner) from a fresh P-256 key pair. */
+/** Creates a client key (the TLS identity of a session owner) from a fresh P-256 key pair. */
 export function newClientKey(): ClientKey {
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spkiDer = publicKey.export({ type: 'spki', format: 'der' });
@@ -53,8 +53,8 @@ export function newClientKey(): ClientKey {
 }
 
 /**
- * A small session of the kind the suite writes: one service whose environment takes a generated password,
- * attestation mode `none` so that simulated evidence is accepted.
+ * Returns a small session: one service whose environment takes a generated password, with attestation mode
+ * `none` so that CAS accepts simulated evidence for it.
  */
 export function sessionText(name: string): string {
   return `name: ${name}

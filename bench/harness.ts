@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createPrivateKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
@@ -11,7 +11,7 @@ import { casCliPath } from '../src/testing/paths.js';
 
 /** Options that every figure receives from bench/main.ts. */
 export interface BenchOptions {
-  /** `--quick`: shorter runs and smaller data sets; the page says which figures used them. */
+  /** `--quick`: shorter runs and smaller data sets, which the page states per figure. */
   quick: boolean;
   /** Prints one progress line on stderr. */
   progress: (message: string) => void;
@@ -19,7 +19,7 @@ export interface BenchOptions {
 
 /** One pass-or-miss comparison of a figure against its target. */
 export interface FigureCheck {
-  /** What is compared, e.g. "requests/s ÷ crypto-bound rate". */
+  /** Name of the compared quantity, e.g. "requests/s ÷ crypto-bound rate". */
   label: string;
   /** The compared value, already formatted with its unit. */
   value: string;
@@ -46,7 +46,7 @@ export interface FigureResult {
   /** The limit measured in the same run, with how it was derived. */
   limit?: FigureValue[];
   checks: FigureCheck[];
-  /** How the figure was measured: one sentence per line. */
+  /** Method of measurement, one sentence per line. */
   method: string[];
   /** Remaining gaps, their causes and profile findings. */
   notes: string[];
@@ -128,11 +128,6 @@ export function isP256(key: KeyObject): boolean {
   return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
 }
 
-/** Loads a PEM private key. */
-export function privateKeyFromPem(pem: string): KeyObject {
-  return createPrivateKey(pem);
-}
-
 /** Creates a temporary directory under os.tmpdir() (the same disk as the CAS data directories the suite uses). */
 export function benchTempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `cas-bench-${prefix}-`));
@@ -162,7 +157,7 @@ export interface CasServeProcess {
   port: number;
   /** The last log lines (pino JSON), for error messages. */
   recentLog: () => string;
-  /** Sends SIGTERM and waits for the exit; SIGKILL after 20 s. */
+  /** Sends SIGTERM, waits for the exit, and sends SIGKILL after 20 s. */
   stop(): Promise<void>;
 }
 
@@ -231,7 +226,7 @@ export async function waitForStatus200(server: CasServeProcess, path: string, op
     const status = await httpsStatus(`${server.url}${path}`, options.intervalMs * 50);
     if (status === 200) return performance.now();
     if (performance.now() > deadline) {
-      throw new Error(`cas serve did not answer ${path} with 200 within ${options.timeoutMs} ms; log:\n${server.recentLog()}`);
+      throw new Error(`cas serve did not return 200 on ${path} within ${options.timeoutMs} ms; log:\n${server.recentLog()}`);
     }
     await sleep(options.intervalMs);
   }
@@ -252,7 +247,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Formats a number with `digits` significant decimals for the page. */
+/** Formats a number for the page with `digits` digits after the decimal point. */
 export function fmt(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
@@ -261,7 +256,7 @@ export function mib(bytes: number): string {
   return `${fmt(bytes / 2 ** 20, 1)} MiB`;
 }
 
-/** A figure whose feature does not exist yet. */
+/** Returns the result of a figure whose feature does not exist yet. */
 export function missingFigure(number: number, title: string, feature: string): FigureResult {
   return { number, title, missing: feature, values: [], checks: [], method: [], notes: [] };
 }

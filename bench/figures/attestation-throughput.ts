@@ -150,7 +150,7 @@ export async function attestationThroughputFigure(options: BenchOptions): Promis
   }
 }
 
-/** The cause of a missed target: this run's measurements, the request path as the code has it, and a profile. */
+/** Explains a missed target with this run's measurements, the request path in src/server and a profile. */
 function throughputNotes(
   cost: { serverCpuMsPerRound: number; cryptoMsPerRound: number; commitsPerRound: number; signsPerRound: number },
   eventLoop: { onCpu: number; runnableWait: number },

@@ -9,7 +9,7 @@ const TARGET_MARGIN_MS = 2000;
 const FULL_LEASE_SECONDS = 15;
 const QUICK_LEASE_SECONDS = 3;
 
-/** What src/ha/harness/failover-benchmark.ts returns for one failover. */
+/** Result of one failover, as src/ha/harness/failover-benchmark.ts returns it. */
 interface FailoverMeasurement {
   killToFirstWriteMs: number;
   leaseDurationSeconds: number;
@@ -19,10 +19,10 @@ interface FailoverMeasurement {
 type MeasureFailover = (options: { leaseDurationSeconds?: number; timeoutMs?: number; retryIntervalMs?: number }) => Promise<FailoverMeasurement>;
 
 /**
- * Figure 6: failover time on the local multi-node harness of src/ha: two `cas serve --lease lockfile`
- * processes share a data directory as separate nodes; the primary is killed with SIGKILL and sessions are
+ * Figure 6: failover time on the local multi-node harness of src/ha. Two `cas serve --lease lockfile`
+ * processes share a data directory as separate nodes. The primary is killed with SIGKILL, and sessions are
  * written to both nodes every 50 ms until one is acknowledged. The harness is loaded at run time, so the
- * suite builds and reports "missing" while high availability does not exist.
+ * suite builds, and reports the figure as missing, where high availability does not exist.
  */
 export async function failoverFigure(options: BenchOptions): Promise<FigureResult> {
   const harnessUrl = new URL('../../src/ha/harness/failover-benchmark.js', import.meta.url);

@@ -112,10 +112,10 @@ function median(values: number[]): number {
 }
 
 /**
- * Adds session rows until cas.db is at least `targetBytes`; returns the count and the time taken. Parsing a
- * 32 KiB session per row would dominate the build, so each transaction parses one template session and
- * derives its rows from it: a new name and fresh random injection-file content in both the text and the
- * parsed form, and the session hash recomputed.
+ * Adds session rows until cas.db is at least `targetBytes`, and returns their count and the time taken.
+ * Parsing a 32 KiB session per row would dominate the build. So each transaction parses one template
+ * session and derives its rows from it, each with a new name, fresh random injection-file content (in the
+ * text and in the parsed form) and its own session hash.
  */
 async function growDatabase(cas: StorageCas, targetBytes: number, options: BenchOptions): Promise<{ sessions: number; ms: number }> {
   const owner = newClientKey();

@@ -68,7 +68,7 @@ export async function startupFigure(options: BenchOptions): Promise<FigureResult
   }
 }
 
-/** The cause of a missed start-up target, from this run's references and a CPU profile of a quick run. */
+/** Explains a missed start-up target with this run's references and a CPU profile of a quick run. */
 function startupNotes(readyMs: number, emptyMs: number, nodeAloneMs: number): string[] {
   return [
     `Of the ${fmt(readyMs)} ms, ${fmt(nodeAloneMs)} ms is Node.js itself starting, and a CAS without sessions needs ${fmt(emptyMs)} ms, so the sessions add about ${fmt(Math.max(0, readyMs - emptyMs))} ms; most of the time is module loading.`,
@@ -78,9 +78,9 @@ function startupNotes(readyMs: number, emptyMs: number, nodeAloneMs: number): st
 }
 
 /**
- * Starts `cas serve` on the data directory once and stops it (the first start creates the provisioning token
- * and the database when absent), then times a restart from spawn to the first 200 on the readiness endpoint
- * and reads the server's memory at that moment.
+ * Starts `cas serve` on the data directory once and stops it, because a first start also creates the
+ * provisioning token (and the database when absent). Then times a restart from spawn to the first 200 on the
+ * readiness endpoint, and reads the server's memory at that moment.
  */
 async function timeRestart(dataDir: string, platformDir: string): Promise<{ readyMs: number; memory: { rssBytes: number; peakRssBytes: number } }> {
   const args = ['--data-dir', dataDir, '--platform-dir', platformDir];
