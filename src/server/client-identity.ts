@@ -28,7 +28,12 @@ export function requireClientKey(request: FastifyRequest): ClientKey {
       'this request needs a TLS client certificate; the cas CLI creates one in CAS_HOME on first use',
     );
   }
-  const spkiDer = spkiOfCertificate(certificate.raw);
+  let spkiDer: Buffer;
+  try {
+    spkiDer = spkiOfCertificate(certificate.raw);
+  } catch (error) {
+    throw new CasError('UNAUTHENTICATED', 'the TLS client certificate cannot be parsed; use a certificate for an EC, RSA or Ed25519 key', { cause: error });
+  }
   const key = { spkiDer, keyHash: keyHashOfSpki(spkiDer) };
   bySocket.set(socket, key);
   return key;
