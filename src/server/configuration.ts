@@ -53,6 +53,9 @@ export class ConfigurationService {
 
   private async verifyAndResolve(request: ConfigurationRequest, client: ClientKey): Promise<unknown> {
     this.nonces.consume(request.nonce, client.keyHash);
+    // The evidence is checked before the session is looked up, so a caller without valid evidence learns
+    // nothing about which sessions and services exist.
+    const verified = await verifyEvidence(request.evidence, { nonce: request.nonce, publicKeyDer: client.spkiDer });
 
     const stored = this.sessions.load(request.session);
     if (stored === undefined) {
@@ -60,12 +63,11 @@ export class ConfigurationService {
     }
     const service = stored.session.services.find((candidate) => candidate.name === request.service);
     if (service === undefined) {
-      throw new CasError('SERVICE_NOT_FOUND', `session "${request.session}" has no service "${request.service}"; it has: ${stored.session.services.map((s) => s.name).join(', ') || 'no services'}`, {
+      throw new CasError('SERVICE_NOT_FOUND', `session "${request.session}" has no service "${request.service}"`, {
         details: { session: request.session, service: request.service },
       });
     }
 
-    const verified = await verifyEvidence(request.evidence, { nonce: request.nonce, publicKeyDer: client.spkiDer });
     if (verified.simulated && stored.session.security.mode !== 'none') {
       throw new CasError(
         'SIMULATION_NOT_ALLOWED',
