@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { repoRoot } from '../src/testing/paths.js';
@@ -57,7 +58,7 @@ async function main(argv: string[]): Promise<void> {
 
   const totalSeconds = (performance.now() - started) / 1000;
   const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
-  const page = renderPage({ machine, date, command, quick, totalSeconds, results });
+  const page = renderPage({ machine, date, command, quick, totalSeconds, loadAverageAtEnd: loadavg()[0] ?? 0, results });
   if (only !== undefined) {
     // A partial run must not replace the page of a whole run.
     process.stdout.write(page);

@@ -6,12 +6,15 @@ export interface PageInput {
   command: string;
   quick: boolean;
   totalSeconds: number;
+  /** One-minute load average when the suite finished. */
+  loadAverageAtEnd: number;
   results: FigureResult[];
 }
 
 /** Renders docs/benchmarks.md: the machine, a summary table, then one section per figure. */
 export function renderPage(input: PageInput): string {
-  const { machine, date, command, quick, totalSeconds, results } = input;
+  const { machine, date, command, quick, totalSeconds, loadAverageAtEnd, results } = input;
+  const busy = Math.max(machine.loadAverage, loadAverageAtEnd) > machine.cores;
   const lines: string[] = [
     '# Benchmarks',
     '',
@@ -27,16 +30,16 @@ export function renderPage(input: PageInput): string {
     `| date | ${date.toISOString()} |`,
     `| machine | ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB.toFixed(1)} GiB memory, ${machine.os} |`,
     `| Node.js | ${machine.nodeVersion} |`,
-    `| load average at start | ${machine.loadAverage.toFixed(2)} (one minute) |`,
+    `| load average (one minute) | ${machine.loadAverage.toFixed(2)} at start, ${loadAverageAtEnd.toFixed(2)} at end |`,
     `| duration | ${totalSeconds.toFixed(0)} s |`,
     '',
-    'The machine is shared: other tenants ran builds and tests on the same 2 cores during this run (see the',
-    'load average above), so absolute numbers drift between runs; the ratios to limits measured in the same',
-    'run drift less, but still do.',
+    busy
+      ? `Other work ran on this machine during the run: the load average exceeded its ${machine.cores} cores. Absolute numbers drift between runs on a shared machine. The ratios to limits measured in the same run drift less, but still do, because the load changes during a run.`
+      : `The load average stayed at or below the ${machine.cores} cores during the run. Absolute numbers still drift between machines, which is why each figure is compared with a limit measured in the same run.`,
     '',
     '## Summary',
     '',
-    '| # | figure | result | target | met |',
+    '| # | measured | result | target | met |',
     '| --- | --- | --- | --- | --- |',
   ];
   for (const result of results) {
@@ -46,7 +49,7 @@ export function renderPage(input: PageInput): string {
       lines.push(`| ${result.number} | ${result.title} | not measured: the run failed (${escapeCell(result.failed)}) | | |`);
     } else {
       for (const check of result.checks) {
-        lines.push(`| ${result.number} | ${result.title}: ${check.label} | ${check.value} | ${check.target} | ${check.met ? 'yes' : 'no'} |`);
+        lines.push(`| ${result.number} | ${check.label} | ${check.value} | ${check.target} | ${check.met ? 'yes' : 'no'} |`);
       }
     }
   }

@@ -135,7 +135,7 @@ export async function attestationThroughputFigure(options: BenchOptions): Promis
         { label: 'node:crypto ECDSA P-256 sign/s, verify/s (one thread)', value: `${fmt(ecdsa.signPerSecond)}, ${fmt(ecdsa.verifyPerSecond)}` },
         { label: 'crypto-bound rate = 1 ÷ (verifies ÷ verify rate + signs ÷ sign rate)', value: `${fmt(limit)} rounds/s` },
       ],
-      checks: [{ label: 'rounds/s ÷ crypto-bound rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
+      checks: [{ label: 'attestation + configuration rounds/s ÷ crypto-bound rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
       notes: ratio >= TARGET_RATIO ? [] : throughputNotes(cost, eventLoop, loadavg()[0] ?? 0),
       method: [
         'A real `cas serve` process (built CLI, simulation mode, default log level info, --no-snapshots) on a free loopback port with temporary data and platform directories; the bench process provisions it and creates one session with attestation mode none.',

@@ -85,7 +85,7 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
         { label: 'CPU use of the writing process in the window', value: `${fmt(cpu * 100)}% of one core` },
       ],
       limit: [{ label: `write (${FSYNC_PROBE_BYTES} B) + fsync loop on a file in the data directory, per second`, value: fmt(fsyncRate) }],
-      checks: [{ label: 'writes/s ÷ fsync rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
+      checks: [{ label: 'durable session writes/s ÷ fsync rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
       method: [
         `${WRITERS} concurrent writers in one process call SessionService.create (src/server/sessions.ts) on a database and audit log opened as cas serve opens them (openStorageCas in bench/cas-setup.ts); HTTP is not involved.`,
         'Each write parses a small session, generates its secret, appends a signed audit entry (fsynced) and commits the encrypted session row and the audit head (SQLite WAL, synchronous=FULL).',

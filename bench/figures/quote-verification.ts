@@ -93,7 +93,7 @@ export async function quoteVerificationFigure(options: BenchOptions): Promise<Fi
       { label: `${sample.id}: limit = verify rate ÷ verifications per quote`, value: `${fmt(limit)} quotes/s` },
     );
     if (perQuote.other > 0) result.notes.push(`${sample.id}: ${perQuote.other} verifications per quote used another algorithm and are not in the limit.`);
-    result.checks.push({ label: `${sample.id}: quotes/s ÷ limit`, value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO });
+    result.checks.push({ label: `${sample.id} quotes/s ÷ (P-256 verifications/s ÷ verifications per quote)`, value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO });
     if (ratio < TARGET_RATIO) result.notes.push(breakdownNote(sample.id, breakdown));
   }
   if (result.checks.some((check) => !check.met)) {
