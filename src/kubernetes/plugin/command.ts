@@ -12,6 +12,8 @@ import {
   type CasMode,
   type ServiceType,
 } from '../manifests/options.js';
+import { buildManifests } from '../manifests/index.js';
+import { addDay2Options, runDay2Verb, type Day2Flags } from './day2/day2-command.js';
 import { parseOutputFormat } from './output.js';
 import { checkFlagCombinations, provisionCas, type PluginIo, type ProvisionCasRequest } from './provision-cas.js';
 
@@ -43,8 +45,7 @@ const DEFAULT_TIMEOUT = '5m';
 
 /** Adds `cas NAME` to the `kubectl provision` program. */
 export function registerCasCommand(program: Command, io: PluginIo): void {
-  program
-    .command('cas')
+  addDay2Options(program.command('cas'))
     .description('Deploy a production CAS to Kubernetes, wait until it is ready, and provision it with your CAS_HOME identity')
     .argument('<NAME>', 'name of the CAS: the StatefulSet, its Service, and the prefix of every other object')
     .option('-n, --namespace <NAMESPACE>', 'namespace to deploy to; it must exist (default: the namespace of the kubeconfig context, else "default")')
@@ -52,7 +53,7 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     .option('--context <CONTEXT>', 'kubeconfig context to use (default: the current context)')
     .option(
       '--dcap-api <KEY>',
-      `API key of Intel's Provisioning Certification Service (DCAP/PCS API), stored in a Secret (default: a shared key that may stop working; on Azure use ${AZURE_DCAP_API_KEY})`,
+      `API key of Intel's Provisioning Certification Service (DCAP/PCS API), stored in a Secret (default: the key an earlier run stored, else a shared key that may stop working; on Azure use ${AZURE_DCAP_API_KEY})`,
     )
     .option('--verbose', 'print the context, API server and every step, not only one line per object', false)
     .option('--dry-run', 'print every object without contacting the cluster, for GitOps (default: false)')
@@ -76,7 +77,8 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
       `
 Without --dcap-api the plugin prints a warning and uses a shared default key that may stop working at any
 time: subscribe to Intel's DCAP/PCS API for your own key. On Azure, use --dcap-api ${AZURE_DCAP_API_KEY}.
-The key is stored only in the Secret NAME-dcap-api-key; pods read it through a secretKeyRef.
+The key is stored only in the Secret NAME-dcap-api-key; pods read it through a secretKeyRef. A re-run
+without --dcap-api keeps the stored key.
 
 Running the command again reconciles the objects with server-side apply; it never deletes a
 PersistentVolumeClaim.
@@ -86,7 +88,12 @@ Examples:
   kubectl provision cas mycas -n confidential --dcap-api "$DCAP_KEY" --storage-class fast-ssd
   kubectl provision cas mycas --dry-run -o yaml > mycas.yaml`,
     )
-    .action(async (name: string, flags: CasCommandFlags) => {
+    .action(async (name: string, flags: CasCommandFlags & Day2Flags) => {
+      const day2ExitCode = await runDay2Verb(name, flags, io, (namespace, dcapApiKey) => buildManifests({ ...requestFromFlags(name, flags).options, namespace }, dcapApiKey));
+      if (day2ExitCode !== undefined) {
+        process.exitCode = day2ExitCode;
+        return;
+      }
       const request = requestFromFlags(name, flags);
       checkFlagCombinations(request);
       await provisionCas(request, io);

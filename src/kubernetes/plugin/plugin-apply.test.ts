@@ -150,6 +150,18 @@ describe('kubectl-provision cas apply path', () => {
     assert.deepEqual(variable.valueFrom, { secretKeyRef: { name: keySecret, key: 'api-key' } });
   });
 
+  it('re-run without key keeps the stored key', async () => {
+    const { env } = fixture.environment();
+    assert.equal((await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--no-wait'], env)).code, 0);
+    const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--no-wait', '--verbose'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr.includes('warning: no --dcap-api key given'), false);
+    assert.match(run.stderr, /no --dcap-api given: keeping the key stored in secret\/mycas-dcap-api-key/);
+    const secret = fixture.api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').dcapSecret)!;
+    assert.equal(secret['data']['api-key'], DCAP_KEY_BASE64);
+    assert.equal(run.stderr.includes(DCAP_KEY), false);
+  });
+
   it('missing dcap key warns and names Azure', async () => {
     const { env } = fixture.environment();
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--no-wait'], env);

@@ -6,6 +6,7 @@ import { ensureBackupRegistrar } from '../cluster/backup-registrar.js';
 import { loadKubeConfig, namespaceWithoutCluster, type KubeConfigFlags } from '../cluster/kube-config.js';
 import { forwardPodPort } from '../cluster/port-forward.js';
 import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
+import { readDcapApiKey } from '../cluster/dcap-key.js';
 import { deleteProvisioningToken, ensureProvisioningToken } from '../cluster/provisioning-token.js';
 import { provisionOwner, type ProvisionOwnerResult } from '../cluster/provision-owner.js';
 import { backupStatusLine, waitForPrimary } from '../cluster/rollout.js';
@@ -51,8 +52,6 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   const say = (line: string): void => void io.stderr.write(line + '\n');
   const detail = (line: string): void => (request.verbose ? say(line) : undefined);
 
-  if (request.dcapApiKey === undefined) say(DCAP_KEY_WARNING);
-  const dcapApiKey = request.dcapApiKey ?? DEFAULT_DCAP_API_KEY;
   if (request.options.mode === 'simulation') {
     say('warning: deploying in simulation mode: the CAS evidence is simulated and proves nothing; use --mode hardware on TEE nodes for production');
   } else {
@@ -63,7 +62,8 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   if (request.dryRun) {
     const options = { ...request.options, namespace: request.namespaceFromFlag ? request.options.namespace : namespaceWithoutCluster(request.kube) };
     validateOptions(options);
-    io.stdout.write(formatObjects(buildManifests(options, dcapApiKey), request.output ?? 'yaml'));
+    if (request.dcapApiKey === undefined) say(DCAP_KEY_WARNING);
+    io.stdout.write(formatObjects(buildManifests(options, request.dcapApiKey ?? DEFAULT_DCAP_API_KEY), request.output ?? 'yaml'));
     return;
   }
 
@@ -76,6 +76,14 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   if (options.imagePullSecret !== undefined) {
     await requirePullSecret(kube.config, options.namespace, options.imagePullSecret, options.image);
     detail(`image pull Secret "${options.imagePullSecret}" exists`);
+  }
+
+  // A re-run without --dcap-api keeps the key an earlier run stored instead of replacing it with the default.
+  const storedKey = request.dcapApiKey === undefined ? await readDcapApiKey(kube.config, options.namespace, options.name) : undefined;
+  const dcapApiKey = request.dcapApiKey ?? storedKey ?? DEFAULT_DCAP_API_KEY;
+  if (request.dcapApiKey === undefined && dcapApiKey === DEFAULT_DCAP_API_KEY) say(DCAP_KEY_WARNING);
+  if (storedKey !== undefined && storedKey !== DEFAULT_DCAP_API_KEY) {
+    detail(`no --dcap-api given: keeping the key stored in secret/${objectNames(options.name).dcapSecret}`);
   }
 
   // The token Secret must exist before the pod starts, because the kubelet mounts it only at start-up.
