@@ -44,8 +44,8 @@ export const BACKUP_REGISTRAR_KEYS = {
 /** The `cas` CLI inside the image that the Dockerfile builds (its ENTRYPOINT runs the same file). */
 export const IMAGE_CAS_CLI = '/app/dist/src/cli/main.js';
 
-/** Scrape path of the metrics port. */
-export const METRICS_PATH = '/metrics';
+/** Scrape path of the metrics port, as `cas serve` serves it. */
+export { METRICS_PATH } from '../../metrics/metrics-server.js';
 
 /** UID and GID of the `node` user in the node:20-slim image that the Dockerfile builds on. */
 export const CONTAINER_USER_ID = 1000;

@@ -73,6 +73,21 @@ describe('kubectl provision cas end to end', () => {
     assert.equal((JSON.parse(first.stdout) as { certificateSha256: string }).certificateSha256, pinned);
   });
 
+  it('metrics answer on the annotated path', async () => {
+    const statefulSet = api.get('apps/v1', 'StatefulSet', NAMESPACE, 'mycas')!;
+    const annotations = statefulSet['spec'].template.metadata.annotations as Record<string, string>;
+    const entry = kubelet
+      .logLines()
+      .map((line) => { try { return JSON.parse(line) as { msg?: string; url?: string }; } catch { return {}; } })
+      .find((candidate) => candidate.msg === 'metrics listening');
+    assert.ok(entry?.url, 'cas serve logged no metrics address');
+    const url = new URL(entry.url);
+    assert.equal(url.pathname, annotations['prometheus.io/path']);
+    const response = await fetch(url);
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /^# HELP /m);
+  });
+
   it('deletes the token Secret', () => {
     assert.equal(api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').provisioningTokenSecret), undefined);
     assert.ok(api.requests.some((request) => request.method === 'DELETE' && request.path.endsWith(`/secrets/${objectNames('mycas').provisioningTokenSecret}`)));
