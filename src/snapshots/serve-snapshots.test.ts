@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT } from '../errors/exit-codes.js';
@@ -175,5 +175,54 @@ describe('cas serve when a snapshot fails', () => {
     } finally {
       db.close();
     }
+  });
+});
+
+describe('cas serve retention and --cas-database-recovery', () => {
+  it('keeps the configured count and starts from a named snapshot', async () => {
+    const root = tempDir('snapshot-recovery');
+    const dataDir = join(root, 'data');
+    const platformDir = join(root, 'platform');
+    const snapshotDir = join(root, 'snapshots');
+    const env = { CAS_HOME: join(root, 'home') };
+    const args = ['--data-dir', dataDir, '--platform-dir', platformDir, '--snapshot-dir', snapshotDir, '--snapshot-interval', '1', '--listen', '127.0.0.1:0'];
+    const cas = await startCasProcess({ args: [...args, '--snapshot-keep', '2', '--snapshot-keep-days', '0'] });
+    let created = 0;
+    try {
+      await provisionAndAttest(cas, dataDir, env);
+      for (let i = 0; i < 4; i += 1) {
+        const file = join(root, `s${i}.yaml`);
+        writeFileSync(file, sessionText(`recovery-${i}`));
+        const result = await runCas(['session', 'create', file, '--cas', cas.url], env);
+        assert.equal(result.code, 0, result.stderr);
+        const before = cas.logLines.filter((line) => line.includes('"snapshot created"')).length;
+        await waitFor('a snapshot of the new session', async () => (cas.logLines.filter((line) => line.includes('"snapshot created"')).length > before ? true : undefined));
+        created += 1;
+      }
+    } finally {
+      assert.equal(await cas.stop(), 0);
+    }
+    assert.ok(cas.logLines.some((line) => line.includes('snapshot deleted by retention policy')));
+    const remaining = await listSnapshots(snapshotDir);
+    assert.equal(remaining.length, 2, remaining.map((entry) => entry.name).join(', '));
+
+    // Start from the older of the two: it lacks the last session.
+    const older = remaining[1]!;
+    const platform = await loadOrCreateSimulationPlatform(platformDir);
+    const expectedSessions = (await verifySnapshot(older.path, { platform })).opened!.sessions;
+    assert.ok(expectedSessions < created);
+    const recovered = await startCasProcess({ args: [...args, '--no-snapshots', '--cas-database-recovery', older.path] });
+    try {
+      assert.ok(recovered.logLines.some((line) => line.includes('restored the database from a snapshot') && line.includes('"ageSeconds"')));
+      assert.equal((await runCas(['attest', '--cas', recovered.url, '--accept-simulation'], env)).code, 0);
+      const listed = await runCas(['session', 'list', '--cas', recovered.url, '--output', 'json'], env);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal((JSON.parse(listed.stdout) as { sessions: unknown[] }).sessions.length, expectedSessions);
+    } finally {
+      assert.equal(await recovered.stop(), 0);
+    }
+    const audit = readFileSync(join(dataDir, 'audit', 'cas_audit.log'), 'utf8');
+    assert.match(audit, new RegExp(`"event":"restore".*"snapshot":"${older.name.replace(/[.]/g, '\\.')}"`));
+    assert.ok(readdirSync(dataDir).some((name) => name.startsWith('replaced-')), 'the replaced database is kept');
   });
 });
