@@ -24,11 +24,13 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, part: 'body' | 'p
 }
 
 /**
- * Registers the backup-target routes (CAS owner only), documented in docs/backup.md:
- * `POST /v1/backup/platforms` registers a platform (also allowed for an authorised registrar key),
- * `GET /v1/backup/platforms` lists the key store entries, removals and registrars,
- * `DELETE /v1/backup/platforms/:platformId` removes a platform, and `POST /v1/backup/registrars` and
- * `DELETE /v1/backup/registrars/:keyHash` authorise and revoke a registrar key.
+ * Registers the backup-target routes, documented in docs/backup.md. Only the CAS owner may call them,
+ * except that an authorised registrar key may also register a platform.
+ *
+ * - `POST /v1/backup/platforms` registers a platform.
+ * - `GET /v1/backup/platforms` lists the key store entries, removals and registrars.
+ * - `DELETE /v1/backup/platforms/:platformId` removes a platform.
+ * - `POST /v1/backup/registrars` and `DELETE /v1/backup/registrars/:keyHash` authorise and revoke a registrar key.
  */
 export function registerBackupRoutes(app: CasApp, context: RouteContext): void {
   const service = new BackupService({

@@ -10,7 +10,10 @@ interface BackupFlags {
   output?: string;
 }
 
-/** `cas backup register|list|remove`: manage the platforms that may open the database (backup targets). */
+/**
+ * `cas backup register|list|remove|authorize-registrar|revoke-registrar`: manage the platforms that may open
+ * the database (backup targets) and the registrar keys that may register them.
+ */
 export function register(program: Command): void {
   const backup = program.command('backup').description('register, list and remove backup targets (CAS owner; registering also for authorised registrar keys)');
 
