@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PINNED_DIR } from '../../../client/home.js';
+import { runCas } from '../../../server/testing/cas-process.js';
+import { keyHashOfCertificate } from '../../../tls/certificates.js';
+import { runPlugin, scratchHome } from '../../testing/plugin-process.js';
+import { TestApiServer } from '../../testing/test-api-server.js';
+import { TestKubelet } from '../../testing/test-kubelet.js';
+
+/**
+ * The day-2 verbs of `kubectl provision cas` against the test API server, with the test kubelet running
+ * the deployed CAS as a real `cas serve` process reached through the API server's port-forward.
+ */
+
+const NAMESPACE = 'confidential';
+const DCAP_KEY = 'day2-dcap-key-7c3e9a1f42b8d6';
+
+let api: TestApiServer;
+let kubelet: TestKubelet;
+let home: ReturnType<typeof scratchHome>;
+let env: Record<string, string>;
+const root = mkdtempSync(join(tmpdir(), 'day2-'));
+
+before(async () => {
+  api = await TestApiServer.start();
+  api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
+  api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cas-image-pull', namespace: NAMESPACE }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': 'e30=' } });
+  kubelet = new TestKubelet(api, join(root, 'kubelet'));
+  kubelet.attach();
+  home = scratchHome(api.kubeconfig(NAMESPACE));
+  env = { HOME: home.dir, KUBECONFIG: home.kubeconfigPath, CAS_HOME: home.casHome };
+  const deployed = await runPlugin(['cas', 'mycas', '--dcap-api', DCAP_KEY, '--snapshot-interval', '1', '--timeout', '40s'], env);
+  assert.equal(deployed.code, 0, deployed.stderr);
+});
+
+after(async () => {
+  await kubelet.stop();
+  await api.close();
+});
+
+describe('kubectl provision cas --is-provisioned', () => {
+  it('exits 0 for a provisioned CAS', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--is-provisioned', '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout), { name: 'mycas', namespace: NAMESPACE, deployed: true, provisioned: true, role: 'primary' });
+  });
+
+  it('exits 1 when nothing is deployed', async () => {
+    const run = await runPlugin(['cas', 'other', '--is-provisioned'], env);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /statefulset "other" not found in namespace "confidential"/);
+    assert.equal(run.stdout, '');
+  });
+
+  it('rejects two verbs at once', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--is-provisioned', '--verify'], env);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /give one of --is-provisioned, --verify, not several/);
+  });
+});
+
+describe('kubectl provision cas --print-public-keys', () => {
+  it('prints the identity and audit keys', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--print-public-keys'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const keys = [...run.stdout.matchAll(/# (CAS identity key|audit key), key sha256 ([0-9a-f]{64})\n(-----BEGIN PUBLIC KEY-----\n[^]+?-----END PUBLIC KEY-----\n)/g)];
+    assert.equal(keys.length, 2, run.stdout);
+    for (const [, , keyHash, pem] of keys) {
+      const spki = createPublicKey(pem!).export({ type: 'spki', format: 'der' });
+      assert.equal(createHash('sha256').update(spki).digest('hex'), keyHash);
+    }
+    const pinned = readFileSync(join(home.casHome, PINNED_DIR, 'mycas.confidential.svc_8081.pem'), 'utf8');
+    assert.equal(keys[0]![2], keyHashOfCertificate(pinned));
+    assert.notEqual(keys[1]![2], keys[0]![2]);
+  });
+
+  it('prints JSON with -o json', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--print-public-keys', '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const document = JSON.parse(run.stdout) as { casIdentity: { keyHash: string; publicKeyPem: string }; auditKey: { keyHash: string } };
+    assert.match(document.casIdentity.publicKeyPem, /^-----BEGIN PUBLIC KEY-----/);
+    assert.match(document.auditKey.keyHash, /^[0-9a-f]{64}$/);
+  });
+});
+
+describe('kubectl provision cas --verify', () => {
+  it('fails without backup targets', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--verify'], env);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stdout, /^OK +deployment /m);
+    assert.match(run.stdout, /^OK +attestation +evidence verified .*equal to the pinned certificate/m);
+    assert.match(run.stdout, /^OK +health +primary, ready/m);
+    assert.match(run.stdout, /^FAIL +backups +no backup platform is registered besides the primary/m);
+    assert.match(run.stderr, /CAS "mycas" failed 1 check\(s\)/);
+  });
+
+  it('passes once a backup target is registered', async () => {
+    const casUrl = kubelet.primaryUrl();
+    const attest = await runCas(['attest', '--cas', casUrl, '--accept-simulation'], { CAS_HOME: home.casHome });
+    assert.equal(attest.code, 0, attest.stderr);
+    const backupPlatform = join(root, 'backup-platform');
+    mkdirSync(backupPlatform, { recursive: true });
+    const register = await runCas(['backup', 'register', '--cas', casUrl, '--platform-dir', backupPlatform], { CAS_HOME: home.casHome });
+    assert.equal(register.code, 0, register.stderr);
+
+    const run = await runPlugin(['cas', 'mycas', '--verify', '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { passed: boolean; checks: Array<{ check: string; result: string; detail: string }> };
+    assert.equal(result.passed, true);
+    const byCheck = new Map(result.checks.map((entry) => [entry.check, entry]));
+    assert.equal(byCheck.get('attestation')?.result, 'ok');
+    assert.equal(byCheck.get('backups')?.result, 'ok');
+    assert.match(byCheck.get('backups')?.detail ?? '', /^1 backup platform\(s\) registered/);
+    assert.notEqual(byCheck.get('snapshot')?.result, 'fail');
+    assert.match(byCheck.get('snapshot')?.detail ?? '', /^newest snapshot-\d{8}T/);
+  });
+
+  it('fails for another identity', async () => {
+    const stranger = scratchHome(api.kubeconfig(NAMESPACE));
+    const run = await runPlugin(['cas', 'mycas', '--verify'], { HOME: stranger.dir, KUBECONFIG: stranger.kubeconfigPath, CAS_HOME: stranger.casHome });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stdout, /^WARN +attestation .*CAS_HOME has no pin/m);
+    assert.match(run.stdout, /^FAIL +owner +the client identity in CAS_HOME is not the CAS owner/m);
+  });
+});
+
+describe('kubectl provision cas --report', () => {
+  const extract = (file: string): string => {
+    const dir = mkdtempSync(join(root, 'extract-'));
+    execFileSync('tar', ['-xzf', file, '-C', dir]);
+    return dir;
+  };
+  const allText = (dir: string): string =>
+    readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => readFileSync(join(entry.parentPath, entry.name), 'utf8'))
+      .join('\n');
+
+  it('archives manifests, objects, events and logs', async () => {
+    api.setPodLog(NAMESPACE, 'mycas-0', 'cas', '{"msg":"CAS listening"}\n');
+    api.addEvent(NAMESPACE, { kind: 'Pod', name: 'mycas-0' }, 'Warning', 'BackOff', 'Back-off restarting failed container');
+    api.addEvent(NAMESPACE, { kind: 'Pod', name: 'unrelated-0' }, 'Normal', 'Pulled', 'image pulled');
+    const file = join(root, 'report.tar.gz');
+    const run = await runPlugin(['cas', 'mycas', '--report', file, '--dcap-api', DCAP_KEY], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /Secret values redacted/);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+
+    const listing = execFileSync('tar', ['-tzf', file], { encoding: 'utf8' }).split('\n');
+    for (const name of ['README.txt', 'manifests.yaml', 'objects/statefulset.apps_mycas.yaml', 'objects/secret_mycas-dcap-api-key.yaml', 'pods/mycas-0.yaml', 'logs/mycas-0_cas.log', 'events.yaml']) {
+      assert.ok(listing.includes(name), `missing ${name} in ${listing.join(', ')}`);
+    }
+    const dir = extract(file);
+    assert.equal(readFileSync(join(dir, 'logs/mycas-0_cas.log'), 'utf8'), '{"msg":"CAS listening"}\n');
+    const events = readFileSync(join(dir, 'events.yaml'), 'utf8');
+    assert.match(events, /BackOff/);
+    assert.doesNotMatch(events, /unrelated-0/);
+    assert.match(readFileSync(join(dir, 'objects/secret_mycas-dcap-api-key.yaml'), 'utf8'), new RegExp(`api-key: REDACTED \\(${DCAP_KEY.length} bytes\\)`));
+    assert.match(readFileSync(join(dir, 'manifests.yaml'), 'utf8'), new RegExp(`api-key: REDACTED \\(${DCAP_KEY.length} bytes\\)`));
+
+    const text = allText(dir);
+    assert.equal(text.includes(DCAP_KEY), false, 'the DCAP key is redacted');
+    assert.equal(text.includes(Buffer.from(DCAP_KEY).toString('base64')), false, 'the base64 DCAP key is redacted');
+    assert.equal(text.includes('PRIVATE KEY'), false, 'no private key from the registrar Secret');
+  });
+
+  it('keeps Secret values with --include-secrets', async () => {
+    const file = join(root, 'report-secrets.tar.gz');
+    const run = await runPlugin(['cas', 'mycas', '--report', file, '--include-secrets', '--dcap-api', DCAP_KEY], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /Secret values INCLUDED/);
+    const dir = extract(file);
+    const encodedKey = Buffer.from(DCAP_KEY).toString('base64');
+    assert.ok(readFileSync(join(dir, 'objects/secret_mycas-dcap-api-key.yaml'), 'utf8').includes(encodedKey), 'the live Secret keeps its value');
+    assert.ok(readFileSync(join(dir, 'manifests.yaml'), 'utf8').includes(encodedKey), 'the rendered Secret keeps its value');
+  });
+
+  it('rejects --include-secrets without --report', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--include-secrets'], env);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /--include-secrets works only with --report FILE/);
+  });
+});
