@@ -6,6 +6,7 @@ import { EXIT } from '../errors/exit-codes.js';
 import { runCas, startCasProcess, tempDir, type CasProcess } from '../server/testing/cas-process.js';
 import { CasDatabase, loadOrCreateSimulationPlatform, type Platform } from '../store/index.js';
 import { listSnapshots, verifySnapshot } from './inspect.js';
+import { restoreSnapshot } from './restore.js';
 
 /**
  * Snapshots of a real `cas serve` process: parallel session writes through the built CLI while snapshots
@@ -94,6 +95,17 @@ describe('cas serve snapshots under write load', () => {
       assert.equal(snapshot.status, 'valid', `${snapshot.name}: ${snapshot.problem ?? ''}`);
       const verification = await verifySnapshot(snapshot.path, { platform });
       assert.equal(verification.opened?.changeCounter, verification.manifest.changeCounter);
+
+      // Each one restores into a data directory that opens read-write, as cas serve opens it.
+      const restoredDir = join(root, 'each', snapshot.name);
+      await restoreSnapshot(snapshot.path, { dataDir: restoredDir, platform });
+      const restored = CasDatabase.open({ dataDir: restoredDir, platform });
+      try {
+        assert.equal(restored.countSessions(), verification.opened?.sessions);
+        assert.equal(restored.changeCounter(), verification.manifest.changeCounter);
+      } finally {
+        restored.close();
+      }
     }
     const windows = cas.logLines.filter((line) => line.includes('"snapshot created"')).map((line) => JSON.parse(line) as { readOnlyWindowMs?: unknown });
     assert.ok(windows.length > 0 && windows.every((entry) => typeof entry.readOnlyWindowMs === 'number'), 'each snapshot logs its read-only window');
