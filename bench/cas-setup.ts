@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { AuditLog } from '../src/audit/index.js';
 import { FILE_NAMES } from '../src/config/defaults.js';
 import { silentLogger } from '../src/logging/logger.js';
-import { parseSession, sessionHash } from '../src/policy/index.js';
+import { parseSession, sessionHash, type Session } from '../src/policy/index.js';
 import { createImportResolver, generateSecrets } from '../src/secrets/index.js';
 import { createCommit, openServerAudit } from '../src/server/audit-setup.js';
 import { loadOrCreateCasIdentity } from '../src/server/cas-identity.js';
@@ -80,7 +80,26 @@ security:
  * hash), without writing it. Used to seed many sessions in a few transactions.
  */
 export async function sessionRecord(text: string, creator: ClientKey): Promise<SessionRecord> {
-  const session = parseSession(text);
+  return recordOf(parseSession(text), text, creator);
+}
+
+/**
+ * Builds the records of many small sessions (sessionText) named `${prefix}${first}` onwards. The session is
+ * parsed once; each record gets a copy of the parsed form under its own name, freshly generated secrets and
+ * its own session hash, so seeding 100,000 sessions is not dominated by YAML parsing.
+ */
+export async function sessionRecords(prefix: string, first: number, count: number, creator: ClientKey): Promise<SessionRecord[]> {
+  const template = parseSession(sessionText(`${prefix}${first}`));
+  const records: SessionRecord[] = [];
+  for (let i = first; i < first + count; i++) {
+    const session = structuredClone(template);
+    session.name = `${prefix}${i}`;
+    records.push(await recordOf(session, sessionText(session.name), creator));
+  }
+  return records;
+}
+
+async function recordOf(session: Session, text: string, creator: ClientKey): Promise<SessionRecord> {
   const secrets = await generateSecrets(session, undefined, createImportResolver(() => undefined));
   const now = new Date().toISOString();
   return { name: session.name, hash: sessionHash(session), text, creatorKeyHash: creator.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
