@@ -277,6 +277,27 @@ export function certificateFromPemOrDer(input: string | Buffer, what: string): C
   return cert;
 }
 
+/**
+ * Signature checks that have passed, keyed by SHA-256 of the exact signed object and of the issuer
+ * certificate. Collateral is the same for every quote that one cache entry serves, so its signatures need
+ * checking only once. Holds at most `limit` entries and starts over when full.
+ */
+export class VerifiedSignatures {
+  private readonly passed = new Set<string>();
+
+  constructor(private readonly limit = 4096) {}
+
+  /** Returns true when `signedDer` verifies with `issuer`, running `verify` only the first time it passes. */
+  check(signedDer: Buffer, issuer: Certificate, verify: () => boolean): boolean {
+    const key = `${createHash('sha256').update(signedDer).digest('hex')}:${createHash('sha256').update(issuer.der).digest('hex')}`;
+    if (this.passed.has(key)) return true;
+    if (!verify()) return false;
+    if (this.passed.size >= this.limit) this.passed.clear();
+    this.passed.add(key);
+    return true;
+  }
+}
+
 export interface ChainOptions {
   /** Trusted root certificate. */
   root: Certificate;
@@ -292,7 +313,17 @@ export interface ChainOptions {
  * certificate, the root included, must be valid at `at`. Returns the chain with the trusted root at the end.
  */
 export function verifyChain(chain: Certificate[], options: ChainOptions): Certificate[] {
-  const { root, at, what } = options;
+  const path = verifyChainSignatures(chain, options.root, options.what);
+  checkChainValidity(path, options.at, options.what);
+  return path;
+}
+
+/**
+ * Checks everything about a chain that does not depend on the time: the links from `chain` (leaf first,
+ * with or without the root) up to the trusted root, CA flags and signatures. Returns the chain with the
+ * trusted root at the end. `checkChainValidity` then checks the validity periods.
+ */
+export function verifyChainSignatures(chain: Certificate[], root: Certificate, what: string, verified?: VerifiedSignatures): Certificate[] {
   if (chain.length === 0) throw new CasError('CERT_CHAIN_INVALID', `${what} is empty`);
   const path = [...chain];
   if (path[path.length - 1]!.der.equals(root.der)) path.pop();
@@ -309,13 +340,15 @@ export function verifyChain(chain: Certificate[], options: ChainOptions): Certif
   }
   path.push(root);
 
-  if (!root.subject.equals(root.issuer) || !verifyWith(root.signatureAlgorithm, root.tbs, root.publicKey, root.signature)) {
+  const check = (cert: Certificate, issuer: Certificate): boolean => {
+    const verify = (): boolean => verifyWith(cert.signatureAlgorithm, cert.tbs, issuer.publicKey, cert.signature);
+    return verified === undefined ? verify() : verified.check(cert.der, issuer, verify);
+  };
+  if (!root.subject.equals(root.issuer) || !check(root, root)) {
     throw new CasError('CERT_CHAIN_INVALID', `the trusted root "${root.subjectCn}" is not a valid self-signed certificate`);
   }
-  for (let i = 0; i < path.length; i++) {
+  for (let i = 0; i < path.length - 1; i++) {
     const cert = path[i]!;
-    checkValidity(cert, at, what);
-    if (i === path.length - 1) break;
     const issuer = path[i + 1]!;
     if (!cert.issuer.equals(issuer.subject)) {
       throw new CasError(
@@ -324,11 +357,16 @@ export function verifyChain(chain: Certificate[], options: ChainOptions): Certif
       );
     }
     if (!issuer.isCa) throw new CasError('CERT_CHAIN_INVALID', `${what}: issuer "${issuer.subjectCn}" is not a CA certificate`);
-    if (!verifyWith(cert.signatureAlgorithm, cert.tbs, issuer.publicKey, cert.signature)) {
+    if (!check(cert, issuer)) {
       throw new CasError('CERT_CHAIN_INVALID', `${what}: the signature of "${cert.subjectCn}" does not verify with the key of "${issuer.subjectCn}"`);
     }
   }
   return path;
+}
+
+/** Checks that every certificate of a verified path, the root included, is valid at `at`. */
+export function checkChainValidity(path: Certificate[], at: Date, what: string): void {
+  for (const cert of path) checkValidity(cert, at, what);
 }
 
 function checkValidity(cert: Certificate, at: Date, what: string): void {
@@ -345,12 +383,23 @@ function checkValidity(cert: Certificate, at: Date, what: string): void {
  * trusted. `what` names the CRL in errors.
  */
 export function checkCrl(crl: Crl, issuer: Certificate, at: Date, what: string): void {
+  checkCrlIssuer(crl, issuer, what);
+  checkCrlWindow(crl, at, what);
+}
+
+/** Checks the time-independent part of `checkCrl`: the CRL's issuer name and signature. */
+export function checkCrlIssuer(crl: Crl, issuer: Certificate, what: string, verified?: VerifiedSignatures): void {
   if (!crl.issuer.equals(issuer.subject)) {
     throw new CasError('COLLATERAL_INVALID', `${what} is issued by "${crl.issuerCn}", not by "${issuer.subjectCn}"`);
   }
-  if (!verifyWith(crl.signatureAlgorithm, crl.tbs, issuer.publicKey, crl.signature)) {
+  const verify = (): boolean => verifyWith(crl.signatureAlgorithm, crl.tbs, issuer.publicKey, crl.signature);
+  if (!(verified === undefined ? verify() : verified.check(crl.der, issuer, verify))) {
     throw new CasError('COLLATERAL_INVALID', `${what}: the signature does not verify with the key of "${issuer.subjectCn}"`);
   }
+}
+
+/** Checks that a CRL is current at `at`: thisUpdate <= at <= nextUpdate. */
+export function checkCrlWindow(crl: Crl, at: Date, what: string): void {
   if (at < crl.thisUpdate) {
     throw new CasError('COLLATERAL_INVALID', `${what} is not valid before ${crl.thisUpdate.toISOString()} (verification time ${at.toISOString()})`);
   }

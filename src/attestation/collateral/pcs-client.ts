@@ -15,7 +15,9 @@ export interface CollateralKey {
 /** Reads the collateral key from the PCK certificate in a quote. */
 export function collateralKeyForQuote(quoteBytes: Buffer): CollateralKey {
   const quote = parseQuote(quoteBytes);
-  const [pck] = certificatesFromPem(quote.pckChainPem, 'quote PCK certificate chain');
+  // Only the leaf is needed here; verifyIntelQuote checks the whole chain.
+  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(quote.pckChainPem)?.[0] ?? '';
+  const [pck] = certificatesFromPem(leafPem, 'quote PCK certificate');
   const { fmspc } = parsePckExtensions(pck!);
   let ca: CollateralKey['ca'];
   if (pck!.issuerCn.includes('Processor')) ca = 'processor';

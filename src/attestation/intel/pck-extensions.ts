@@ -20,7 +20,19 @@ const TCB = `${SGX_EXTENSIONS}.2`;
 const PCE_ID = `${SGX_EXTENSIONS}.3`;
 const FMSPC = `${SGX_EXTENSIONS}.4`;
 
+// Parsed extensions per certificate object, since verifying many quotes from one platform reuses its PCK.
+const parsed = new WeakMap<Certificate, PckExtensions>();
+
 export function parsePckExtensions(pck: Certificate): PckExtensions {
+  let extensions = parsed.get(pck);
+  if (extensions === undefined) {
+    extensions = parseExtension(pck);
+    parsed.set(pck, extensions);
+  }
+  return extensions;
+}
+
+function parseExtension(pck: Certificate): PckExtensions {
   const ext = pck.extensions.get(SGX_EXTENSIONS);
   if (ext === undefined) throw new CasError('CERT_CHAIN_INVALID', `PCK certificate "${pck.subjectCn}" has no Intel SGX extension`);
   const reader: DerReader = new DerReader(ext.value, 'CERT_CHAIN_INVALID', 'Intel SGX extension');

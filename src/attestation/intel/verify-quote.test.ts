@@ -319,6 +319,27 @@ describe('verifyIntelQuote › own PKI', () => {
     expectCode(() => verifyIntelQuote(other, baseCollateral, { at, rootCa: rootPem }), 'EVIDENCE_INVALID', /size 383/);
   });
 
+  it('collateral changed in place after use is verified again', async () => {
+    const collateral = await buildCollateral(pki);
+    assert.equal(verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }).tcbStatus, 'UpToDate');
+    collateral.tcbInfoSignature[5] = collateral.tcbInfoSignature[5]! ^ 1;
+    expectCode(() => verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }), 'COLLATERAL_INVALID', /TCB Info signature/);
+    collateral.tcbInfoSignature[5] = collateral.tcbInfoSignature[5]! ^ 1;
+    collateral.pckCrl = await createCrl(pki.pckCa, [pki.pck.cert.serialNumber]);
+    expectCode(() => verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }), 'CERT_REVOKED');
+  });
+
+  it('reused collateral is checked against each verification time', () => {
+    assert.equal(verifyIntelQuote(quote, baseCollateral, { at, rootCa: rootPem }).tcbStatus, 'UpToDate');
+    expectCode(() => verifyIntelQuote(quote, baseCollateral, { at: new Date('2025-07-20T00:00:00Z'), rootCa: rootPem }), 'COLLATERAL_EXPIRED');
+    expectCode(() => verifyIntelQuote(quote, baseCollateral, { at: new Date('2025-06-01T00:00:00Z'), rootCa: rootPem }), 'COLLATERAL_INVALID', /not valid before/);
+  });
+
+  it('reused collateral is prepared separately per root', async () => {
+    assert.equal(verifyIntelQuote(quote, baseCollateral, { at, rootCa: rootPem }).tcbStatus, 'UpToDate');
+    expectCode(() => verifyIntelQuote(quote, baseCollateral, { at }), 'CERT_CHAIN_INVALID');
+  });
+
   it('fails against the Intel root', () => {
     expectCode(() => verifyIntelQuote(quote, baseCollateral, { at }), 'CERT_CHAIN_INVALID');
   });

@@ -1,9 +1,9 @@
 import { createHash, createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { CasError } from '../../errors/cas-error.js';
 import type { EvidenceResult, Measurements } from '../evidence-result.js';
-import { INTEL_SGX_ROOT_CA_PEM } from '../intel-root-ca.js';
-import { certificateFromPemOrDer, certificatesFromPem, checkCrl, checkNotRevoked, parseCrl, verifyChain, type Certificate, type Crl } from '../x509.js';
-import { parseSignedJson, qeIdentitySchema, tcbInfoSchema, type IntelCollateral } from './collateral.js';
+import { checkChainValidity, checkCrlIssuer, checkCrlWindow, checkNotRevoked, verifyChainSignatures } from '../x509.js';
+import type { IntelCollateral } from './collateral.js';
+import { checkIntermediates, checkShape, parsePckChain, prepareIntelCollateral, ROOT_CA_CRL } from './prepared-collateral.js';
 import { parsePckExtensions } from './pck-extensions.js';
 import { parseQuote, TEE_TYPE_TDX, type DcapQuote, type SgxReportBody, type TdReportBody } from './quote.js';
 import { checkQeIdentity, checkTdxModule, convergeStatus, matchPlatformTcb } from './tcb.js';
@@ -15,46 +15,36 @@ export interface IntelVerifyOptions {
   rootCa?: string | Buffer;
 }
 
-const ROOT_CA_CRL = 'Intel SGX Root CA CRL';
-
 /**
- * Verifies an Intel SGX (quote v3, v5) or TDX (quote v4, v5) DCAP quote against its collateral, without I/O.
- * Throws CasError (EVIDENCE_INVALID, CERT_CHAIN_INVALID, CERT_REVOKED, COLLATERAL_INVALID,
+ * Verifies an Intel SGX (quote v3, v4, v5) or TDX (quote v4, v5) DCAP quote against its collateral, without
+ * I/O. Throws CasError (EVIDENCE_INVALID, CERT_CHAIN_INVALID, CERT_REVOKED, COLLATERAL_INVALID,
  * COLLATERAL_EXPIRED, TCB_NOT_MATCHED) on the first failed check; a revoked platform or QE TCB raises
  * CERT_REVOKED. Bytes after the end of the quote are ignored.
+ *
+ * The time-independent checks of the collateral run once per collateral object (see
+ * `prepareIntelCollateral`); everything that depends on the quote or the time runs on every call.
  */
 export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral, options: IntelVerifyOptions): EvidenceResult {
   const { at } = options;
   const quote = parseQuote(quoteBytes);
   const teeType = quote.header.teeType === TEE_TYPE_TDX ? 'tdx' : 'sgx';
-  const root = certificateFromPemOrDer(options.rootCa ?? INTEL_SGX_ROOT_CA_PEM, 'root CA');
+  const prepared = prepareIntelCollateral(collateral, options.rootCa);
+  const { root, rootCrl, pckCrl, tcbInfo, qeIdentity } = prepared;
 
   // The PCK certificate chain from the quote, and its revocation status.
-  const pckPath = verifyChain(certificatesFromPem(quote.pckChainPem, 'quote PCK certificate chain'), { root, at, what: 'PCK certificate chain' });
-  const rootCrl = parseCrl(collateral.rootCaCrl);
-  checkCrl(rootCrl, root, at, ROOT_CA_CRL);
-  checkIntermediates(pckPath, root, rootCrl);
+  const pckPath = verifyChainSignatures(parsePckChain(prepared, quote.pckChainPem), root, 'PCK certificate chain', prepared.verified);
   checkShape(pckPath, ['SGX PCK Certificate', 'SGX PCK'], 'PCK certificate chain');
+  checkChainValidity(pckPath, at, 'PCK certificate chain');
+  checkCrlWindow(rootCrl, at, ROOT_CA_CRL);
+  checkIntermediates(pckPath, root, rootCrl);
   const pck = pckPath[0]!;
-  const pckCrl = parseCrl(collateral.pckCrl);
-  const pckCrlPath = verifyIssuedChain(certificatesFromPem(collateral.pckCrlIssuerChain, 'PCK CRL issuer chain'), root, rootCrl, at, 'PCK CRL issuer chain');
-  checkShape(pckCrlPath, ['SGX PCK'], 'PCK CRL issuer chain');
-  const pckCrlIssuer = pckCrlPath[0]!;
-  if (!pckCrlIssuer.subject.equals(pckCrl.issuer)) {
-    throw new CasError('COLLATERAL_INVALID', `the PCK CRL issuer chain is for "${pckCrlIssuer.subjectCn}", but the PCK CRL names "${pckCrl.issuerCn}"`);
-  }
-  checkCrl(pckCrl, pckPath[1]!, at, 'PCK CRL');
+  checkCrlIssuer(pckCrl, pckPath[1]!, 'PCK CRL', prepared.verified);
+  checkCrlWindow(pckCrl, at, 'PCK CRL');
   checkNotRevoked(pck, pckCrl, 'PCK CRL');
 
-  // TCB Info and QE identity: signed by the TCB Signing certificate over the exact JSON text.
-  const tcbInfo = parseSignedJson(collateral.tcbInfo, tcbInfoSchema, 'TCB Info');
-  const tcbSigner = tcbSigningCertificate(collateral.tcbInfoIssuerChain, root, rootCrl, at, 'TCB Info issuer chain');
-  checkSignedJson(collateral.tcbInfo, collateral.tcbInfoSignature, tcbSigner, 'TCB Info');
+  // The collateral's own certificates, TCB Info and QE identity must be valid now.
+  for (const { what, path } of prepared.paths) checkChainValidity(path, at, what);
   checkWindow(tcbInfo.issueDate, tcbInfo.nextUpdate, at, `TCB Info for FMSPC ${tcbInfo.fmspc}`);
-
-  const qeIdentity = parseSignedJson(collateral.qeIdentity, qeIdentitySchema, 'QE identity');
-  const qeSigner = tcbSigningCertificate(collateral.qeIdentityIssuerChain, root, rootCrl, at, 'QE identity issuer chain');
-  checkSignedJson(collateral.qeIdentity, collateral.qeIdentitySignature, qeSigner, 'QE identity');
   checkWindow(qeIdentity.issueDate, qeIdentity.nextUpdate, at, `QE identity ${qeIdentity.id}`);
 
   // The TCB Info must describe this platform and this kind of TEE.
@@ -111,56 +101,6 @@ export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral
   };
 }
 
-/** Verifies a chain to the root and checks the certificates that the root issued against the root CA CRL. */
-function verifyIssuedChain(chain: Certificate[], root: Certificate, rootCrl: Crl, at: Date, what: string): Certificate[] {
-  const path = verifyChain(chain, { root, at, what });
-  checkIntermediates(path, root, rootCrl);
-  return path;
-}
-
-/**
- * Checks that a verified path has one certificate per expected role below the root, each with the expected
- * common name, and that only the last one below the root is a CA. A PCK chain is PCK certificate, PCK
- * Processor or Platform CA, root; a TCB signing chain is TCB Signing certificate, root. Without this, any
- * key that chains to the root, such as a platform's PCK key, could sign TCB Info.
- */
-function checkShape(path: Certificate[], commonNames: string[], what: string): void {
-  if (path.length !== commonNames.length + 1) {
-    throw new CasError('CERT_CHAIN_INVALID', `${what} has ${path.length - 1} certificates below the root; expected ${commonNames.length}`);
-  }
-  commonNames.forEach((expected, i) => {
-    const cert = path[i]!;
-    if (!cert.subjectCn.includes(expected)) {
-      throw new CasError('CERT_CHAIN_INVALID', `${what}: certificate ${i} is "${cert.subjectCn}", expected an "${expected}" certificate`);
-    }
-    if (i === 0 && commonNames.length > 1 && cert.isCa) {
-      throw new CasError('CERT_CHAIN_INVALID', `${what}: the leaf "${cert.subjectCn}" is a CA certificate`);
-    }
-  });
-}
-
-/** Verifies a TCB Info or QE identity issuer chain and returns its Intel SGX TCB Signing certificate. */
-function tcbSigningCertificate(chainPem: string, root: Certificate, rootCrl: Crl, at: Date, what: string): Certificate {
-  const path = verifyIssuedChain(certificatesFromPem(chainPem, what), root, rootCrl, at, what);
-  checkShape(path, ['SGX TCB Signing'], what);
-  if (path[0]!.isCa) throw new CasError('CERT_CHAIN_INVALID', `${what}: the TCB Signing certificate "${path[0]!.subjectCn}" is a CA certificate`);
-  return path[0]!;
-}
-
-/** Checks the certificates that the root issued against the root CA CRL. */
-function checkIntermediates(path: Certificate[], root: Certificate, rootCrl: Crl): void {
-  for (let i = 0; i < path.length - 1; i++) {
-    if (path[i + 1] === root) checkNotRevoked(path[i]!, rootCrl, ROOT_CA_CRL);
-  }
-}
-
-function checkSignedJson(text: string, signature: Buffer, signer: Certificate, what: string): void {
-  if (signature.length !== 64) throw new CasError('COLLATERAL_INVALID', `${what} signature has ${signature.length} bytes; expected 64 (r || s)`);
-  if (!verifySignature('sha256', Buffer.from(text, 'utf8'), { key: signer.publicKey, dsaEncoding: 'ieee-p1363' }, signature)) {
-    throw new CasError('COLLATERAL_INVALID', `${what} signature does not verify with the key of "${signer.subjectCn}" over the JSON text as served`);
-  }
-}
-
 function checkWindow(issueDate: string, nextUpdate: string, at: Date, what: string): void {
   if (at < new Date(issueDate)) {
     throw new CasError('COLLATERAL_INVALID', `${what} is issued at ${issueDate}, after the verification time ${at.toISOString()}`);
@@ -172,12 +112,12 @@ function checkWindow(issueDate: string, nextUpdate: string, at: Date, what: stri
   }
 }
 
+// DER SubjectPublicKeyInfo header for an uncompressed P-256 point (id-ecPublicKey, prime256v1), RFC 5480.
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+
 function attestationPublicKey(raw: Buffer): KeyObject {
   try {
-    return createPublicKey({
-      key: { kty: 'EC', crv: 'P-256', x: raw.subarray(0, 32).toString('base64url'), y: raw.subarray(32, 64).toString('base64url') },
-      format: 'jwk',
-    });
+    return createPublicKey({ key: Buffer.concat([P256_SPKI_PREFIX, Buffer.from([0x04]), raw]), format: 'der', type: 'spki' });
   } catch (error) {
     throw new CasError('EVIDENCE_INVALID', 'the attestation key in the quote is not a valid P-256 point', { cause: error });
   }
