@@ -28,10 +28,10 @@ export function buildManifests(options: CasDeploymentOptions, dcapApiKey: string
     dcapApiKeySecret(options.name, options.namespace, dcapApiKey),
     casService(options),
     primaryNetworkPolicy(options),
-    backupNetworkPolicy(options),
+    ...(options.backup === false ? [] : [backupNetworkPolicy(options)]),
     casPodDisruptionBudget(options),
     casStatefulSet(options),
-    backupDaemonSet(options),
+    ...(options.backup === false ? [] : [backupDaemonSet(options)]),
   ];
   return objects as KubeObject[];
 }

@@ -29,6 +29,8 @@ export interface CasDeploymentOptions {
   nodeSelector: Record<string, string>;
   /** Directory on each node that holds the node's platform key. */
   platformHostPath: string;
+  /** False for `--no-backup`: no backup DaemonSet, so no node besides the primary's can open the database. Default true. */
+  backup?: boolean;
 }
 
 /** The Azure key: Azure's DCAP caching service does not check it, and any other service rejects it. */

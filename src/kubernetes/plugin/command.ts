@@ -39,6 +39,7 @@ interface CasCommandFlags {
   snapshotStorage: string;
   auditStorage: string;
   casUrl?: string;
+  backup: boolean;
 }
 
 const DEFAULT_TIMEOUT = '5m';
@@ -71,6 +72,7 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     .option('--database-storage <SIZE>', 'size of the database claim', DEFAULT_STORAGE.database)
     .option('--snapshot-storage <SIZE>', 'size of the snapshot claim', DEFAULT_STORAGE.snapshots)
     .option('--audit-storage <SIZE>', 'size of the audit-log claim', DEFAULT_STORAGE.auditLog)
+    .option('--no-backup', 'deploy without the backup DaemonSet: no other node can take over or open a snapshot (prints a warning)')
     .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning (default: a port-forward to pod NAME-0 through the API server)')
     .addHelpText(
       'after',
@@ -114,6 +116,7 @@ export function requestFromFlags(name: string, flags: CasCommandFlags): Provisio
       storage: { database: flags.databaseStorage, snapshots: flags.snapshotStorage, auditLog: flags.auditStorage },
       nodeSelector: parseLabels(flags.nodeSelector ?? ''),
       platformHostPath: flags.platformHostPath,
+      backup: flags.backup,
     },
     namespaceFromFlag: flags.namespace !== undefined,
     kube: { kubeconfig: flags.kubeconfig, context: flags.context, namespace: flags.namespace },

@@ -43,6 +43,11 @@ export const DCAP_KEY_WARNING =
   "Subscribe to Intel's Provisioning Certification Service (DCAP/PCS API) to get your own key and pass it with --dcap-api KEY. " +
   `On Azure, use --dcap-api ${DEFAULT_DCAP_API_KEY}.`;
 
+/** The message printed for --no-backup: what a deployment without backup targets gives up. */
+export const NO_BACKUP_WARNING =
+  'warning: --no-backup: no node is registered as a backup target, so only the primary\'s node can open the database and its snapshots. ' +
+  'If that node or its platform key is lost, every session and secret in this CAS is lost; use --no-backup only for CAS state you can recreate.';
+
 /**
  * `kubectl provision cas NAME`: checks the namespace and pull Secret, applies the manifests with
  * server-side apply, waits for the primary, then makes the caller's CAS_HOME identity the CAS owner and
@@ -58,6 +63,8 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     // NOTE: platform.ts in this build has no TEE sealing backend, so a hardware-mode primary fails at start.
     say('warning: this build of cas serve cannot seal a platform key with a TEE, so a hardware-mode primary fails to start; see docs/kubernetes.md');
   }
+
+  if (request.options.backup === false) say(NO_BACKUP_WARNING);
 
   if (request.dryRun) {
     const options = { ...request.options, namespace: request.namespaceFromFlag ? request.options.namespace : namespaceWithoutCluster(request.kube) };
@@ -100,16 +107,17 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   }
 
   await waitForPrimary(kube.config, options.namespace, options.name, request.timeoutMs, say);
-  say(await backupStatusLine(kube.config, options.namespace, options.name));
+  if (options.backup !== false) say(await backupStatusLine(kube.config, options.namespace, options.name));
 
   const result = await provisionThroughCluster(request, kube.config, options, token, say, detail);
   await deleteProvisioningToken(kube.config, options.namespace, options.name);
   detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
 
-  const registrar = await ensureBackupRegistrar(kube.config, options.namespace, options.name, result.certificatePem, (object) =>
-    say(`${resourceLabel(object)} serverside-applied`),
-  );
-  detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
+  const registrar =
+    options.backup === false
+      ? undefined
+      : await ensureBackupRegistrar(kube.config, options.namespace, options.name, result.certificatePem, (object) => say(`${resourceLabel(object)} serverside-applied`));
+  if (registrar !== undefined) detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
 
   say(
     result.provisioned
@@ -125,7 +133,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     clientKeyHash: result.clientKeyHash,
     certificateSha256: result.certificateSha256,
     pinnedUrls: result.pinnedUrls,
-    backupRegistrarKeyHash: registrar.keyHash,
+    backupRegistrarKeyHash: registrar?.keyHash ?? null,
   });
 }
 
