@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerSettings } from '../config/settings.js';
@@ -21,8 +22,8 @@ export interface HighAvailabilityOptions {
   /** Called once when the CAS cannot go on (a snapshot failed, the database cannot be opened at all). */
   onFatal?: (error: CasError) => void;
   /**
-   * Take the lease at once from a holder on the same node whose process no longer exists (lock-file
-   * leases only, where node names are meaningful). Default false.
+   * Take the lease at once from a holder with the same node name, in the same PID namespace, whose
+   * process no longer exists (lock-file leases only). Default false: wait for expiry.
    */
   takeOverFromDeadLocalHolder?: boolean;
   /** Runs once, the first time this instance holds the lease and before it opens the database. */
@@ -60,13 +61,16 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
   let standby: StandbyServer | undefined;
   let phase: 'standby' | 'opening-database' | 'primary' = 'standby';
   const node = process.env['CAS_NODE_NAME'] ?? hostname();
-  const self: LeaseHolder = { id: instanceId, platformId: platform.id, node, pid: process.pid };
+  const pidNamespace = currentPidNamespace();
+  const self: LeaseHolder = { id: instanceId, platformId: platform.id, node, pid: process.pid, ...(pidNamespace === undefined ? {} : { pidNamespace }) };
   const elector = new LeaseElector({
     store: options.store,
     self,
     timing,
     onObserved: (record) => logObserved(log, record),
-    ...(options.takeOverFromDeadLocalHolder === true ? { isHolderGone: (holder: LeaseHolder) => holder.node === node && holder.pid !== undefined && !processExists(holder.pid) } : {}),
+    ...(options.takeOverFromDeadLocalHolder === true && pidNamespace !== undefined
+      ? { isHolderGone: (holder: LeaseHolder) => holder.node === node && holder.pidNamespace === pidNamespace && holder.pid !== undefined && !processExists(holder.pid) }
+      : {}),
   });
   const notPrimary = (): CasError => notPrimaryError(elector.current, self, phase === 'opening-database' ? 'starting' : 'standby');
 
@@ -220,6 +224,22 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
       return closed;
     },
   };
+}
+
+/**
+ * Identifies the PID namespace of this process across reboots: the kernel's boot id and the namespace's
+ * inode. Two processes with the same value see the same process ids, so a dead pid of the holder means a
+ * dead holder. Containers on one host have different PID namespaces (and usually the same host name), so
+ * a recreated pod never mistakes an old pod's pid for its own. Undefined off Linux.
+ */
+function currentPidNamespace(): string | undefined {
+  try {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const namespace = readlinkSync('/proc/self/ns/pid');
+    return `${bootId}/${namespace}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when a process with this id exists (EPERM: it exists but belongs to another user). */

@@ -11,6 +11,8 @@ export interface LeaseHolder {
   /** Node (machine) name and process id; with them a standby on the same node sees that a holder died. */
   node?: string;
   pid?: number;
+  /** `<boot id>/<pid namespace inode>`: where `pid` is meaningful. Linux only. */
+  pidNamespace?: string;
 }
 
 /** One stored state of a lease, as read from its backend. */

@@ -20,6 +20,7 @@ const recordSchema = z.strictObject({
       platformId: z.string().optional(),
       node: z.string().optional(),
       pid: z.number().int().optional(),
+      pidNamespace: z.string().optional(),
     })
     .nullable(),
   token: z.number().int().min(1),
@@ -136,6 +137,7 @@ function parseRecord(text: string, generation: number, path: string): LeaseRecor
     if (parsed.holder.platformId !== undefined) holder.platformId = parsed.holder.platformId;
     if (parsed.holder.node !== undefined) holder.node = parsed.holder.node;
     if (parsed.holder.pid !== undefined) holder.pid = parsed.holder.pid;
+    if (parsed.holder.pidNamespace !== undefined) holder.pidNamespace = parsed.holder.pidNamespace;
   }
   return { holder, token: parsed.token, durationMs: parsed.durationMs, renewedAt: parsed.renewedAt, version: String(generation) };
 }

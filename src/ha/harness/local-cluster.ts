@@ -136,6 +136,7 @@ export class LocalCluster {
   /** CAS_HOME of the CAS owner (client key and pinned certificates). */
   readonly ownerHome: string;
   private readonly ports = new Map<string, number>();
+  private readonly metricsPorts = new Map<string, number>();
   private readonly processes: CasNodeProcess[] = [];
   private readonly ownRoot: boolean;
 
@@ -158,6 +159,7 @@ export class LocalCluster {
     for (const node of options.nodes) {
       mkdirSync(cluster.platformDir(node), { recursive: true, mode: 0o700 });
       cluster.ports.set(node, await freeLoopbackPort());
+      cluster.metricsPorts.set(node, await freeLoopbackPort());
     }
     return cluster;
   }
@@ -170,6 +172,12 @@ export class LocalCluster {
   url(node: string): string {
     this.assertNode(node);
     return `https://127.0.0.1:${this.ports.get(node)!}`;
+  }
+
+  /** URL of the node's Prometheus metrics endpoint. */
+  metricsUrl(node: string): string {
+    this.assertNode(node);
+    return `http://127.0.0.1:${this.metricsPorts.get(node)!}/metrics`;
   }
 
   get nodes(): string[] {
@@ -192,6 +200,7 @@ export class LocalCluster {
         '--listen', url.replace('https://', ''),
         '--lease', 'lockfile',
         '--lease-duration', String(this.options.leaseDurationSeconds),
+        '--metrics-listen', `127.0.0.1:${this.metricsPorts.get(node)!}`,
         ...(this.options.serveArguments ?? []),
       ],
       { env: { ...process.env, CAS_LOG_LEVEL: 'info', CAS_NODE_NAME: node }, stdio: ['ignore', 'pipe', 'pipe'] },
