@@ -17,10 +17,11 @@ import { parseSignedJson, qeIdentitySchema, tcbInfoSchema, type IntelCollateral,
 export const ROOT_CA_CRL = 'Intel SGX Root CA CRL';
 
 /**
- * Collateral whose time-independent checks have passed: every chain links to the trusted root with valid
- * signatures and the expected roles, both CRLs are signed by their issuers, the CAs below the root are not
- * revoked, and TCB Info and QE identity are signed by the TCB Signing certificate. What depends on the time
- * (validity periods, CRL and JSON windows) is left to `verifyIntelQuote`, which checks it on every call.
+ * Collateral whose time-independent checks have passed. Every chain links to the trusted root with valid
+ * signatures and the expected roles, and both CRLs are signed by their issuers. The certificates that the
+ * root issued are not revoked, and the TCB Signing certificate signed TCB Info and QE identity. What
+ * depends on the time (validity periods, CRL and JSON windows) is left to `verifyIntelQuote`, which checks
+ * it on every call.
  */
 export interface PreparedCollateral {
   source: IntelCollateral;
@@ -132,7 +133,7 @@ function sameContent(a: IntelCollateral, b: IntelCollateral): boolean {
 
 /**
  * Checks that a verified path has one certificate per expected role below the root, each with the expected
- * common name, and that its leaf is not a CA. A PCK chain is PCK certificate, PCK Processor or Platform
+ * common name, and that the leaf of a longer path (the PCK certificate) is not a CA. A PCK chain is PCK certificate, PCK Processor or Platform
  * CA, root; a TCB signing chain is TCB Signing certificate, root. Without this, any key that chains to the
  * root, such as a platform's PCK key, could sign TCB Info.
  */
