@@ -2,6 +2,7 @@
 export type { EvidenceResult, Measurements } from './evidence-result.js';
 export type { AttestationSecurity, AttestationVariant, Tolerance } from './requirements.js';
 export { verifyIntelQuote, type IntelVerifyOptions } from './intel/verify-quote.js';
+export { prepareIntelCollateral, type PreparedCollateral } from './intel/prepared-collateral.js';
 export { parseCollateralFile, formatCollateralFile, type IntelCollateral } from './intel/collateral.js';
 export { verifySnpReport, type SnpVerifyOptions } from './snp/verify-report.js';
 export { verifyHardwareEvidence, type HardwareVerifierOptions } from './verify-evidence.js';
