@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT } from '../errors/exit-codes.js';
@@ -99,6 +99,19 @@ describe('cas backup and cas snapshot through the CLI', () => {
     const report = JSON.parse(result.stdout) as { valid: boolean; opened: { platformId: string } };
     assert.equal(report.valid, true);
     assert.equal(report.opened.platformId, backup.id);
+  });
+
+  it('checks the audit log against the snapshot', async () => {
+    const withLog = await runCas(['snapshot', 'verify', beforeRemoval, '--platform-dir', backupDir, '--audit-log', join(dataDir, 'audit'), '--output', 'json'], owner);
+    assert.equal(withLog.code, 0, withLog.stderr);
+    assert.ok((JSON.parse(withLog.stdout) as { checks: string[] }).checks.some((check) => check.startsWith('audit log reaches seq')));
+
+    // The first line alone: the log ends before the snapshot's audit head.
+    const firstLine = readFileSync(join(dataDir, 'audit', 'cas_audit.log'), 'utf8').split('\n')[0]!;
+    const short = join(root, 'short-audit.log');
+    writeFileSync(short, firstLine + '\n');
+    const truncated = await runCas(['snapshot', 'verify', beforeRemoval, '--platform-dir', backupDir, '--audit-log', short], owner);
+    assert.equal(truncated.code, EXIT.AUDIT_TRUNCATED, truncated.stderr);
   });
 
   it('rejects restore on an unregistered platform naming its id', async () => {

@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { assertAuditIntact, verifyAuditLog } from '../audit/index.js';
 import { assertPlatformNotRemoved } from '../backup/removed-platforms.js';
 import { FILE_NAMES } from '../config/defaults.js';
 import { CasError, isCasError } from '../errors/cas-error.js';
@@ -100,6 +101,11 @@ export interface VerifySnapshotOptions {
   platform?: Platform;
   /** Shown in the KEY_STORE_NO_ENTRY message, so the operator can copy the register command. */
   platformDir?: string;
+  /**
+   * Audit log file or directory to check against the manifest: it must verify with the manifest's CAS
+   * certificate and contain the manifest's audit head, as `cas serve` needs after a restore.
+   */
+  auditLog?: string;
 }
 
 /**
@@ -124,6 +130,10 @@ export async function verifySnapshot(snapshotPath: string, options: VerifySnapsh
     }
     checks.push(`${file} SHA-256`);
   }
+  if (options.auditLog !== undefined) {
+    await checkAuditLog(options.auditLog, manifest);
+    checks.push(`audit log reaches seq ${manifest.audit?.seq ?? 0}`);
+  }
   if (options.platform === undefined) return { path: snapshotPath, manifest, checks };
 
   const db = CasDatabase.open({ dataDir: snapshotPath, platform: options.platform, readOnly: true, ...(options.platformDir === undefined ? {} : { platformDir: options.platformDir }) });
@@ -145,6 +155,19 @@ export async function verifySnapshot(snapshotPath: string, options: VerifySnapsh
   runIntegrityCheck(join(snapshotPath, FILE_NAMES.database));
   checks.push('SQLite integrity_check');
   return { path: snapshotPath, manifest, checks, opened };
+}
+
+/**
+ * Verifies the audit log with the manifest's CAS certificate and checks that it contains the manifest's
+ * head with the same hash. Throws the AUDIT_* error of the first problem.
+ */
+async function checkAuditLog(auditLog: string, manifest: SnapshotManifest): Promise<void> {
+  const result = await verifyAuditLog({
+    files: [auditLog],
+    casCertificatePem: manifest.casCertificate,
+    ...(manifest.audit === undefined ? {} : { expectedHead: manifest.audit }),
+  });
+  assertAuditIntact(result);
 }
 
 /** The manifest is only as trustworthy as its certificate: it must be the identity stored in the database. */

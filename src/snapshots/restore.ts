@@ -28,6 +28,8 @@ export interface RestoreOptions {
   dataDir: string;
   platform: Platform;
   platformDir?: string;
+  /** Audit log to check against the manifest before restoring (see VerifySnapshotOptions.auditLog). */
+  auditLog?: string;
   /** Replace an existing database in a non-empty data directory; the replaced files are moved aside, not deleted. */
   force?: boolean;
   now?: () => Date;
@@ -56,6 +58,7 @@ export async function restoreSnapshot(snapshotPath: string, options: RestoreOpti
   const verification = await verifySnapshot(snapshotPath, {
     platform: options.platform,
     ...(options.platformDir === undefined ? {} : { platformDir: options.platformDir }),
+    ...(options.auditLog === undefined ? {} : { auditLog: options.auditLog }),
   });
   const { manifest } = verification;
 

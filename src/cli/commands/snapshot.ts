@@ -38,13 +38,14 @@ export function register(program: Command): void {
     .description("check the manifest signature and file hashes, and with this platform's key open the database and run SQLite's integrity check")
     .option('--platform-dir <dir>', 'platform key used to open the database (default ~/.cas-platform); without a key only files are checked')
     .option('--mode <mode>', 'platform mode: simulation or hardware', DEFAULTS.mode)
+    .option('--audit-log <path>', 'also check that this audit log file (or directory) verifies and contains the snapshot\'s audit head')
     .option('--output <format>', 'text or json', 'text')
-    .action(async (path: string, flags: SnapshotFlags & { platformDir?: string; mode: string }) => {
+    .action(async (path: string, flags: SnapshotFlags & { platformDir?: string; mode: string; auditLog?: string }) => {
       const format = outputFormat(flags.output);
       const platformDir = flags.platformDir ?? DEFAULTS.platformDir();
       const platform = await existingPlatform(platformDir, flags.mode, flags.platformDir !== undefined);
       const { verifySnapshot } = await import('../../snapshots/inspect.js');
-      const result = await verifySnapshot(resolve(path), { ...(platform === undefined ? {} : { platform }), platformDir });
+      const result = await verifySnapshot(resolve(path), { ...(platform === undefined ? {} : { platform }), platformDir, ...auditLogOption(flags.auditLog) });
       const note = platform === undefined ? `no platform key in ${platformDir}: only the manifest and file hashes were checked` : undefined;
       const summary = { path: result.path, name: result.manifest.name, createdAt: result.manifest.createdAt, changeCounter: result.manifest.changeCounter, checks: result.checks, opened: result.opened ?? null };
       printResult(format, { valid: true, ...summary }, `valid: ${result.checks.join(', ')}`, note);
@@ -57,13 +58,14 @@ export function register(program: Command): void {
     .option('--platform-dir <dir>', 'platform key that opens the snapshot (default ~/.cas-platform)')
     .option('--mode <mode>', 'platform mode: simulation or hardware', DEFAULTS.mode)
     .option('--force', 'replace the database in a non-empty data directory; the old files are moved into replaced-<time>/')
+    .option('--audit-log <path>', 'check first that this audit log verifies and contains the snapshot\'s audit head')
     .option('--output <format>', 'text or json', 'text')
-    .action(async (path: string, flags: SnapshotFlags & { dataDir: string; platformDir?: string; mode: string; force?: boolean }) => {
+    .action(async (path: string, flags: SnapshotFlags & { dataDir: string; platformDir?: string; mode: string; force?: boolean; auditLog?: string }) => {
       const format = outputFormat(flags.output);
       const platformDir = flags.platformDir ?? DEFAULTS.platformDir();
       const platform = await existingPlatform(platformDir, flags.mode, true);
       const { restoreSnapshot } = await import('../../snapshots/restore.js');
-      const result = await restoreSnapshot(resolve(path), { dataDir: resolve(flags.dataDir), platform: platform!, platformDir, force: flags.force === true });
+      const result = await restoreSnapshot(resolve(path), { dataDir: resolve(flags.dataDir), platform: platform!, platformDir, force: flags.force === true, ...auditLogOption(flags.auditLog) });
       const json = { dataDir: result.dataDir, snapshot: result.marker.snapshot, snapshotCreatedAt: result.marker.snapshotCreatedAt, changeCounter: result.marker.changeCounter, replacedDir: result.replacedDir ?? null, checks: result.verification.checks };
       printResult(format, json, result.dataDir, `restored ${result.marker.snapshot} (taken ${result.marker.snapshotCreatedAt}); start it with: cas serve --data-dir ${result.dataDir} --platform-dir ${platformDir}`);
     });
@@ -84,4 +86,8 @@ async function existingPlatform(platformDir: string, mode: string, required: boo
   }
   const { openPlatform } = await import('../../store/index.js');
   return openPlatform({ mode, platformDir });
+}
+
+function auditLogOption(auditLog: string | undefined): { auditLog?: string } {
+  return auditLog === undefined ? {} : { auditLog: resolve(auditLog) };
 }
