@@ -99,7 +99,7 @@ function snapshotNotes(snapshot: { durationMs: number; readOnlyWindowMs: number 
   const afterWindow = snapshot.durationMs - snapshot.readOnlyWindowMs;
   const notes = [
     `The snapshot does more than cp + fsync: after the read-only window (${fmt(snapshot.readOnlyWindowMs)} ms) it spends ${fmt(afterWindow)} ms on the fsync of the copy, the SHA-256 of the copy for the signed manifest (hashing cas.db once takes about ${fmt(hashMs)} ms in this run) and the manifest, directory fsyncs and rename.`,
-    'Possible gain, for the owners of src/snapshots: createSnapshot fsyncs the copy and then hashes it in a second, sequential pass (describeFile with 64 KiB reads); running the SHA-256 pass concurrently with the fsync, or hashing the bytes while copying, would take most of the hashing time off the duration. The hash itself is what a signed manifest costs and cp does not pay.',
+    `Possible gain, for the owners of src/snapshots: createSnapshot fsyncs the copy and only then hashes it, in a second sequential pass (describeFile, 64 KiB reads). Hashing concurrently with the fsync, or from the same reads in a single copy pass, would overlap the about ${fmt(hashMs)} ms of hashing with I/O instead of adding it. The hash is what the signed manifest costs, and cp does not pay it.`,
   ];
   if (!windowMet) {
     notes.push(`The read-only window alone is ${fmt(snapshot.readOnlyWindowMs / copyMs, 2)} × cp + fsync: createSnapshot copies the file while writers wait; check whether it fell back to SQLite's online backup API (it does when the WAL checkpoint leaves frames behind).`);
