@@ -170,6 +170,16 @@ describe('verifyIntelQuote › tampered quotes', () => {
     });
   }
 
+  it('TDX quote with another MRSIGNERSEAM fails the module check', () => {
+    expectCode(() => verifyIntelQuote(flipped(tdx.quote, 48 + 64), tdx.collateral, { at: tdx.at }), 'EVIDENCE_INVALID', /MRSIGNERSEAM/);
+  });
+
+  it('TDX quote from an unknown module version matches no module identity', () => {
+    const copy = Buffer.from(tdx.quote);
+    copy[48 + 1] = 0x07;
+    expectCode(() => verifyIntelQuote(copy, tdx.collateral, { at: tdx.at }), 'TCB_NOT_MATCHED', /TDX_07/);
+  });
+
   it('every truncation of the SGX quote is rejected', () => {
     for (let length = 0; length < sgxQuote.length; length++) {
       expectCode(() => verifyIntelQuote(sgx.quote.subarray(0, length), sgx.collateral, { at: sgx.at }), 'EVIDENCE_INVALID');
