@@ -5,15 +5,18 @@ import type { CasMetrics, CasRole } from '../metrics/cas-metrics.js';
 import { listSnapshots } from '../snapshots/inspect.js';
 import type { SnapshotResult } from '../snapshots/create-snapshot.js';
 import type { CasApp } from '../server/app-types.js';
+import { processAuditWebhook } from '../webhook/audit-webhook.js';
+import type { WebhookStatus } from './status-types.js';
 
 /** Outcome of the newest snapshot attempt of this process, for `cas status`. */
 export type SnapshotAttempt =
   | { result: 'success'; at: string; snapshot: string; durationMs: number }
   | { result: 'failure'; at: string; code: string; message: string };
 
-/** A forwarder of appended audit entries, such as the audit webhook. */
+/** A forwarder of appended audit entries: the audit webhook. */
 export interface AuditEntrySink {
   enqueue(entry: AuditEventInput & AuditHead & { time: string }): void;
+  status(): WebhookStatus;
 }
 
 /** Anything with the AuditLog's `append`; the observer replaces `append` on that object. */
@@ -34,8 +37,13 @@ export class ServerObserver {
   constructor(
     readonly metrics: CasMetrics | undefined,
     private readonly logger: Logger,
-    private readonly auditSink?: AuditEntrySink,
+    private readonly auditSink: AuditEntrySink | undefined = processAuditWebhook(),
   ) {}
+
+  /** Queue state of the audit webhook, or null without one. */
+  webhookStatus(): WebhookStatus | null {
+    return this.auditSink?.status() ?? null;
+  }
 
   /** Adds request hooks: a latency histogram per route template, and a count of error responses by code. */
   instrument(app: CasApp): void {

@@ -11,7 +11,7 @@ import type { CasOwner } from '../server/provisioning.js';
 import { listSnapshots } from '../snapshots/inspect.js';
 import type { CasDatabase } from '../store/index.js';
 import { certificateFingerprint } from '../tls/certificates.js';
-import type { CasStatus, OwnerStatus, LeaseStatus, SnapshotStatus } from './status-types.js';
+import type { CasStatus, LeaseStatus, SnapshotStatus } from './status-types.js';
 import type { ServerObserver } from './server-observer.js';
 
 export interface StatusRouteContext {
@@ -25,8 +25,6 @@ export interface StatusRouteContext {
   /** True while this instance serves as primary and is not shutting down (the readiness result). */
   serving: () => boolean;
   observer: ServerObserver;
-  /** Queue state of the audit webhook, when `--webhook` is set. */
-  webhook?: () => OwnerStatus['webhook'];
 }
 
 const noQuery = z.strictObject({});
@@ -99,7 +97,7 @@ export function registerStatusRoute(app: CasApp, context: StatusRouteContext): v
           thisInstance: entry.platformId === context.platformId,
         })),
         lease: await readLease(),
-        webhook: context.webhook?.() ?? null,
+        webhook: context.observer.webhookStatus(),
       },
     } satisfies CasStatus;
   });

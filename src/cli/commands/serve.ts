@@ -22,6 +22,8 @@ interface ServeFlags {
   leaseName?: string;
   metricsListen?: string;
   metrics: boolean;
+  auditWebhook?: string;
+  auditWebhookQueue?: string;
 }
 
 /** `cas serve`: runs the CAS server until SIGTERM or SIGINT, then stops cleanly and exits 0. */
@@ -46,6 +48,8 @@ export function register(program: Command): void {
     .option('--lease-name <name>', `name of the Kubernetes Lease object with --lease kubernetes (default ${DEFAULTS.leaseName})`)
     .option('--metrics-listen <host:port>', `address of the Prometheus metrics endpoint (plain HTTP, GET /metrics) (default the --listen host on port ${DEFAULTS.metricsPort}, or port 0 when --listen uses port 0); see docs/operations.md`)
     .option('--no-metrics', 'do not serve Prometheus metrics')
+    .option('--audit-webhook <url>', 'POST every audit entry as JSON to this http or https URL, with retries and a bounded queue; see docs/operations.md')
+    .option('--audit-webhook-queue <entries>', 'audit entries the webhook queue holds before it drops new ones (default 10000)')
     .action(async (flags: ServeFlags) => {
       const settings = loadServerSettings({
         ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
@@ -68,9 +72,13 @@ export function register(program: Command): void {
       const logger = casLogger(settings);
       const { startProcessMetrics } = await import('../../metrics/serve-metrics.js');
       const metrics = await startProcessMetrics({ flag: flags.metricsListen, enabled: flags.metrics, settings, logger });
+      const { startProcessWebhook } = await import('../../webhook/serve-webhook.js');
+      let webhook: { stop(): Promise<void> } | undefined;
       try {
+        webhook = startProcessWebhook({ url: flags.auditWebhook, capacity: flags.auditWebhookQueue, logger, metrics: metrics.metrics });
         await serve(settings, flags, logger, createCasServer);
       } finally {
+        await webhook?.stop();
         await metrics.stop();
       }
     });
