@@ -162,6 +162,23 @@ describe('kubectl-provision cas apply path', () => {
     assert.equal(run.stderr.includes(DCAP_KEY), false);
   });
 
+  it('--context picks a non-current context', async () => {
+    const config = JSON.parse(fixture.api.kubeconfig('default')) as Record<string, any>;
+    config['clusters'].push({ name: 'unreachable', cluster: { server: 'https://127.0.0.1:1' } });
+    config['contexts'].push({ name: 'unreachable', context: { cluster: 'unreachable', user: 'test' } });
+    config['current-context'] = 'unreachable';
+    const home = scratchHome(JSON.stringify(config));
+    const env = { HOME: home.dir, KUBECONFIG: home.kubeconfigPath };
+
+    const current = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--no-wait'], env);
+    assert.equal(current.code, 1);
+    assert.match(current.stderr, /error: reading namespace "confidential" failed/);
+
+    const chosen = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--no-wait', '--context', 'test'], env);
+    assert.equal(chosen.code, 0, chosen.stderr);
+    assert.ok(fixture.api.get('apps/v1', 'StatefulSet', NAMESPACE, 'mycas'));
+  });
+
   it('missing dcap key warns and names Azure', async () => {
     const { env } = fixture.environment();
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--no-wait'], env);
