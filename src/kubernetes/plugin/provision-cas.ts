@@ -10,7 +10,9 @@ import { readDcapApiKey } from '../cluster/dcap-key.js';
 import { deleteProvisioningToken, ensureProvisioningToken } from '../cluster/provisioning-token.js';
 import { provisionOwner, type ProvisionOwnerResult } from '../cluster/provision-owner.js';
 import { backupStatusLine, waitForPrimary } from '../cluster/rollout.js';
+import { servesGroupVersion } from '../cluster/discovery.js';
 import { buildManifests } from '../manifests/index.js';
+import { casServiceMonitor, SERVICE_MONITOR_API_VERSION } from '../manifests/service-monitor.js';
 import { inClusterUrl, objectNames } from '../manifests/names.js';
 import { DEFAULT_DCAP_API_KEY, validateOptions, type CasDeploymentOptions } from '../manifests/options.js';
 import { formatDocument, formatObjects, type OutputFormat } from './output.js';
@@ -98,6 +100,10 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   detail(`${created ? 'created' : 'reusing'} secret/${objectNames(options.name).provisioningTokenSecret} with a one-time provisioning token`);
 
   const objects = buildManifests(options, dcapApiKey);
+  if (await servesGroupVersion(kube.config, SERVICE_MONITOR_API_VERSION)) {
+    objects.push(casServiceMonitor(options));
+    detail(`the cluster serves ${SERVICE_MONITOR_API_VERSION}, so a ServiceMonitor for the metrics port is applied too`);
+  }
   await applyObjects(kube.config, objects, (object) => say(`${resourceLabel(object)} serverside-applied`));
 
   if (!request.wait) {

@@ -57,6 +57,7 @@ const RESOURCE_TYPES: ResourceType[] = [
   { group: 'policy', version: 'v1', resource: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
   { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },
   { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true },
+  { group: 'monitoring.coreos.com', version: 'v1', resource: 'servicemonitors', kind: 'ServiceMonitor', namespaced: true },
 ];
 
 export interface PortForwardTarget {
@@ -70,6 +71,11 @@ export class TestApiServer {
   readonly forbiddenWrites = new Set<string>();
   /** Called after each create or apply, so a test can play the kubelet (start a process, set readiness). */
   onObjectWritten: ((object: StoredObject) => void) | undefined;
+  /**
+   * API groups the server neither announces nor serves. A test deletes a group to play a cluster that has
+   * it: monitoring.coreos.com is there only where the Prometheus Operator is installed.
+   */
+  readonly unservedGroups = new Set<string>(['monitoring.coreos.com']);
 
   private readonly objects = new Map<string, StoredObject>();
   private readonly logs = new Map<string, string>();
@@ -238,7 +244,7 @@ export class TestApiServer {
     if (req.method === 'GET' && this.discovery(url.pathname, res)) return;
 
     const route = parseResourcePath(url.pathname);
-    if (route === undefined) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
+    if (route === undefined || this.unservedGroups.has(route.type.group)) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { type, namespace, name, subresource } = route;
 
     if (subresource === 'log' && req.method === 'GET') return this.podLog(res, namespace!, name!, url.searchParams);
@@ -278,7 +284,7 @@ export class TestApiServer {
       return true;
     }
     if (path === '/apis') {
-      const groups = [...new Set(RESOURCE_TYPES.filter((type) => type.group !== '').map((type) => type.group))];
+      const groups = [...new Set(RESOURCE_TYPES.filter((type) => type.group !== '' && !this.unservedGroups.has(type.group)).map((type) => type.group))];
       sendJson(res, 200, {
         kind: 'APIGroupList',
         apiVersion: 'v1',
@@ -290,7 +296,7 @@ export class TestApiServer {
     if (match === null) return false;
     const group = match[2] ?? '';
     const version = match[1] ?? match[3]!;
-    const resources = RESOURCE_TYPES.filter((type) => type.group === group && type.version === version);
+    const resources = this.unservedGroups.has(group) ? [] : RESOURCE_TYPES.filter((type) => type.group === group && type.version === version);
     if (resources.length === 0) return false;
     sendJson(res, 200, {
       kind: 'APIResourceList',
