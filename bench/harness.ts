@@ -172,7 +172,8 @@ export function spawnCasServe(port: number, args: string[], env: NodeJS.ProcessE
   const profileDir = process.env['CAS_BENCH_CPU_PROF'];
   const nodeArgs = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
   const child = spawn(process.execPath, [...nodeArgs, casCliPath(), 'serve', '--listen', `127.0.0.1:${port}`, ...args], {
-    env: { ...process.env, ...env },
+    // The figures state that the server runs at the default log level, whatever CAS_LOG_LEVEL the caller's environment sets.
+    env: { ...process.env, CAS_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const recent: string[] = [];

@@ -17,7 +17,7 @@ interface SampleCase {
 }
 
 const TARGET_RATIO = 0.7;
-/** Signatures that differ from quote to quote: the PCK certificate's, the QE report's and the quote's. */
+/** Number of signatures that differ from quote to quote: the PCK certificate's, the QE report's and the quote's. */
 const QUOTE_DEPENDENT_VERIFICATIONS = 3;
 
 /**
@@ -112,7 +112,7 @@ export async function quoteVerificationFigure(options: BenchOptions): Promise<Fi
   return result;
 }
 
-/** Calls and time spent in the node:crypto functions that dominate quote verification. */
+/** Call counts of, and time spent in, the node:crypto functions that dominate quote verification. */
 interface CryptoBreakdown {
   quotes: number;
   totalMs: number;
