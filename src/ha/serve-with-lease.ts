@@ -10,7 +10,10 @@ import { LockFileLeaseStore } from './lockfile-lease.js';
 const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
 export interface ServeWithLeaseOptions {
-  /** `--cas-database-recovery SNAPSHOT`: restored once this instance holds the lease, never before. */
+  /**
+   * `--cas-database-recovery SNAPSHOT`: restored once this instance holds the lease, never before. Without
+   * it, the newest valid snapshot is restored when the database is missing (see volume-recovery.ts).
+   */
   recoverySnapshot?: string;
 }
 
@@ -35,14 +38,16 @@ export async function serveWithLease(settings: ServerSettings, logger: Logger, o
     takeOverFromDeadLocalHolder: settings.lease === 'lockfile',
     onFatal: (error) => reportFatal(error),
     ...(process.env['POD_NAME'] === undefined ? {} : { instanceId: process.env['POD_NAME'] }),
-    ...(recoverySnapshot === undefined
-      ? {}
-      : {
-          beforeFirstOpen: async () => {
-            const { recoverFromSnapshot } = await import('../snapshots/recovery.js');
-            await recoverFromSnapshot(recoverySnapshot, settings, logger);
-          },
-        }),
+    // Runs once this instance holds the lease, so no other instance uses the data directory meanwhile.
+    beforeFirstOpen: async () => {
+      if (recoverySnapshot !== undefined) {
+        const { recoverFromSnapshot } = await import('../snapshots/recovery.js');
+        await recoverFromSnapshot(recoverySnapshot, settings, logger);
+        return;
+      }
+      const { restoreIfDatabaseLost } = await import('./volume-recovery.js');
+      await restoreIfDatabaseLost(settings, logger);
+    },
   });
 
   await new Promise<void>((resolve, reject) => {
