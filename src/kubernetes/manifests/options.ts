@@ -31,6 +31,8 @@ export interface CasDeploymentOptions {
   platformHostPath: string;
   /** False for `--no-backup`: no backup DaemonSet, so no node besides the primary's can open the database. Default true. */
   backup?: boolean;
+  /** `--webhook URL`: the CAS POSTs every audit entry to this URL (`cas serve --audit-webhook`). */
+  auditWebhook?: string | undefined;
 }
 
 /** The Azure key: Azure's DCAP caching service does not check it, and any other service rejects it. */

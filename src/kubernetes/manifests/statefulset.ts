@@ -92,6 +92,7 @@ export function serveArguments(options: CasDeploymentOptions): string[] {
     '--snapshot-dir', DEPLOYMENT_PATHS.snapshotDir,
     '--audit-log', DEPLOYMENT_PATHS.auditLog,
     '--provisioning-token-file', PROVISIONING_TOKEN_FILE,
+    ...(options.auditWebhook === undefined ? [] : ['--audit-webhook', options.auditWebhook]),
   ];
 }
 

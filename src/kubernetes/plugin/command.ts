@@ -14,6 +14,7 @@ import {
 } from '../manifests/options.js';
 import { buildManifests } from '../manifests/index.js';
 import { addDay2Options, runDay2Verb, type Day2Flags } from './day2/day2-command.js';
+import { parseWebhookUrl } from '../../webhook/audit-webhook.js';
 import { parseOutputFormat } from './output.js';
 import { checkFlagCombinations, provisionCas, type PluginIo, type ProvisionCasRequest } from './provision-cas.js';
 
@@ -40,6 +41,7 @@ interface CasCommandFlags {
   auditStorage: string;
   casUrl?: string;
   backup: boolean;
+  webhook?: string;
 }
 
 const DEFAULT_TIMEOUT = '5m';
@@ -72,6 +74,7 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     .option('--database-storage <SIZE>', 'size of the database claim', DEFAULT_STORAGE.database)
     .option('--snapshot-storage <SIZE>', 'size of the snapshot claim', DEFAULT_STORAGE.snapshots)
     .option('--audit-storage <SIZE>', 'size of the audit-log claim', DEFAULT_STORAGE.auditLog)
+    .option('--webhook <URL>', 'the CAS POSTs every audit entry as JSON to this http(s) URL, with retries and a bounded queue (cas serve --audit-webhook)')
     .option('--no-backup', 'deploy without the backup DaemonSet: no other node can take over or open a snapshot (prints a warning)')
     .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning (default: a port-forward to pod NAME-0 through the API server)')
     .addHelpText(
@@ -117,6 +120,7 @@ export function requestFromFlags(name: string, flags: CasCommandFlags): Provisio
       nodeSelector: parseLabels(flags.nodeSelector ?? ''),
       platformHostPath: flags.platformHostPath,
       backup: flags.backup,
+      auditWebhook: flags.webhook === undefined ? undefined : parseWebhookUrl(flags.webhook).href,
     },
     namespaceFromFlag: flags.namespace !== undefined,
     kube: { kubeconfig: flags.kubeconfig, context: flags.context, namespace: flags.namespace },

@@ -47,3 +47,23 @@ describe('kubectl provision cas --no-backup', () => {
     assert.ok(fixture.api.get('apps/v1', 'StatefulSet', TEST_NAMESPACE, 'mycas'));
   });
 });
+
+describe('kubectl provision cas --webhook', () => {
+  it('passes the URL to cas serve', async () => {
+    const { env } = fixture.environment();
+    const run = await runPlugin(['cas', 'mycas', '--webhook', 'https://siem.example.test/cas-audit', '--dry-run', '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const items = (JSON.parse(run.stdout) as { items: Array<{ kind: string; spec: { template: { spec: { containers: Array<{ args: string[] }> } } } }> }).items;
+    const args = items.find((item) => item.kind === 'StatefulSet')!.spec.template.spec.containers[0]!.args;
+    const index = args.indexOf('--audit-webhook');
+    assert.notEqual(index, -1, args.join(' '));
+    assert.equal(args[index + 1], 'https://siem.example.test/cas-audit');
+  });
+
+  it('rejects a URL with credentials', async () => {
+    const { env } = fixture.environment();
+    const run = await runPlugin(['cas', 'mycas', '--webhook', 'https://user:pw@siem.example.test/', '--dry-run'], env);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /remove the user name and password/);
+  });
+});
