@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FILE_NAMES } from '../config/defaults.js';
+import { casCliPath } from '../testing/paths.js';
 import { startCasProcess, runCas, tempDir, type CasProcess } from './testing/cas-process.js';
 
 /**
@@ -243,6 +245,28 @@ describe('cas CLI against cas serve', () => {
       ownerEnv,
     );
     assert.equal(result.code, 7, result.stderr);
+  });
+
+  it('forwards SIGTERM to the service', async () => {
+    const program = "process.on('SIGTERM', () => process.exit(42)); console.log('ready'); setInterval(() => {}, 1000);";
+    const child = spawn(
+      process.execPath,
+      [casCliPath(), 'run', '--session', 'e2e-app', '--service', 'bare', '--cas', cas.url, '--platform-dir', servicePlatformDir, '--', process.execPath, '-e', program],
+      { env: { ...process.env, ...ownerEnv }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString('utf8').includes('ready')) resolve();
+      });
+      void exited.then((code) => reject(new Error(`cas run exited with ${code} before the service started: ${stderr}`)));
+    });
+    child.kill('SIGTERM');
+    assert.equal(await exited, 42, stderr);
   });
 
   it('deletes the session', async () => {
