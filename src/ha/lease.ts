@@ -49,7 +49,7 @@ export interface LeaseStore {
   compareAndSwap(expected: LeaseRecord | undefined, next: Omit<LeaseRecord, 'version'>): Promise<LeaseRecord | undefined>;
 }
 
-/** How the elector times acquisition and renewal; every value in milliseconds. */
+/** Timing of acquisition and renewal, every value in milliseconds. */
 export interface LeaseTiming {
   durationMs: number;
   /** Interval between renewals of a held lease and between reads of a standby. */
@@ -132,7 +132,7 @@ export class LeaseElector {
     return this.held?.token;
   }
 
-  /** The last record read or written, whoever holds it. */
+  /** The last record read or written, whichever instance it names. */
   get current(): LeaseRecord | undefined {
     return this.lastRecord;
   }
@@ -165,7 +165,9 @@ export class LeaseElector {
       if (started < this.observed.at + record.durationMs) return false;
     }
 
-    const token = record === undefined ? 1 : record.holder?.id === this.self.id ? record.token : record.token + 1;
+    // The token grows only when the lease changes hands; re-taking our own lapsed lease keeps it.
+    let token = 1;
+    if (record !== undefined) token = record.holder?.id === this.self.id ? record.token : record.token + 1;
     const written = await this.store.compareAndSwap(record, this.nextRecord(token));
     if (written === undefined) {
       this.observed = undefined;

@@ -211,7 +211,7 @@ export class LocalCluster {
     return started;
   }
 
-  /** The one-time provisioning token that the first primary wrote into the shared data directory. */
+  /** Reads the one-time provisioning token that the first primary wrote into the shared data directory. */
   provisioningToken(): string {
     return readFileSync(join(this.dataDir, FILE_NAMES.provisioningToken), 'utf8').trim();
   }
@@ -229,7 +229,7 @@ export class LocalCluster {
     return new CasClient({ casUrl: new URL(this.url(node)), ...this.ownerIdentity(), trust: { kind: 'pinned', certificatePem }, timeoutMs });
   }
 
-  /** A client with the owner's identity that accepts any server certificate, e.g. a standby's own one. */
+  /** Creates a client with the owner's identity that accepts any server certificate, e.g. a standby's own one. */
   unverifiedOwnerClient(node: string, timeoutMs = 10_000): CasClient {
     return new CasClient({ casUrl: new URL(this.url(node)), ...this.ownerIdentity(), trust: { kind: 'unverified' }, timeoutMs });
   }

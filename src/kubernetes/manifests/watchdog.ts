@@ -95,8 +95,8 @@ export function watchdogRoleBinding(options: CasDeploymentOptions): IRoleBinding
 
 /**
  * Builds the watchdog's Deployment. It prefers a node other than the primary's, since a watchdog on the
- * failed node cannot act, and it tolerates an unreachable or NotReady node for 30 s only (the default is
- * 300 s), so it is rescheduled quickly when its own node fails.
+ * failed node cannot act. It tolerates an unreachable or NotReady node for 30 s instead of the default
+ * 300 s, so it is rescheduled quickly when its own node fails.
  */
 export function watchdogDeployment(options: CasDeploymentOptions, watchdog: WatchdogManifestOptions): IDeployment {
   const name = watchdogNames(options).namespaced;

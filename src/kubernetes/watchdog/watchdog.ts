@@ -21,8 +21,8 @@ export interface WatchdogOptions extends WatchdogPolicy {
 }
 
 /**
- * The failover watchdog's loop: reads the primary pod, its node and the primary Lease, asks
- * `decideFailover`, and deletes the pod when told to. The deletion uses grace period 0, because the
+ * The failover watchdog's loop: reads the primary pod, its node and the primary Lease, passes them to
+ * `decideFailover`, and deletes the pod when the decision is `delete-pod`. The deletion uses grace period 0, because the
  * kubelet of a NotReady node cannot confirm a graceful one, and a uid precondition, so a pod that the
  * StatefulSet already recreated under the same name is never deleted by a stale decision.
  *
