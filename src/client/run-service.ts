@@ -8,6 +8,15 @@ import type { ServiceConfiguration } from './cas-client.js';
 /** Signals that `cas run` passes on to the service process. */
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
+/** Returns the service's working directory (`pwd`, else the current one); throws if it does not exist. */
+export function workingDirectory(configuration: ServiceConfiguration): string {
+  const cwd = configuration.pwd ?? process.cwd();
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
+    throw new CasError('INVALID_ARGUMENT', `the working directory "${cwd}" of service "${configuration.service}" (pwd in the session) does not exist on this host`);
+  }
+  return cwd;
+}
+
 /**
  * Writes the injection files of a configuration: parent directories are created (0700), each file is
  * written with mode 0600, replacing what was there. Relative paths are resolved against `pwd`.
@@ -44,10 +53,7 @@ export function commandToRun(configuration: ServiceConfiguration, hostArguments:
  * signal ended it. Node cannot replace its own process image (no exec), so `cas run` stays the parent.
  */
 export async function runService(argv: string[], configuration: ServiceConfiguration): Promise<number> {
-  const cwd = configuration.pwd ?? process.cwd();
-  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
-    throw new CasError('INVALID_ARGUMENT', `the working directory "${cwd}" of service "${configuration.service}" (pwd in the session) does not exist on this host`);
-  }
+  const cwd = workingDirectory(configuration);
   const [program, ...args] = argv;
   if (program === undefined) throw new CasError('INVALID_ARGUMENT', 'no command to run');
 
