@@ -20,7 +20,10 @@ export function renderPage(input: PageInput): string {
     '',
     'This page is written by `npm run bench` (bench/main.ts); do not edit it by hand. Each figure is compared',
     'with a limit measured in the same run on the same machine, because absolute times on shared machines',
-    'drift. `npm run bench -- --quick` runs a shorter version with smaller data sets.',
+    'drift. `npm run bench -- --quick` runs a shorter version with smaller data sets; `-- --only 1,3` runs some',
+    'figures and prints their page on stdout without writing this file; `CAS_BENCH_CPU_PROF=DIR` writes a V8',
+    'CPU profile of every `cas serve` process the suite starts into DIR. Each figure lives in',
+    '`bench/figures/`, and the shared timers, percentiles and server spawning in `bench/harness.ts`.',
     '',
     '## Run',
     '',
@@ -54,6 +57,9 @@ export function renderPage(input: PageInput): string {
     }
   }
   lines.push('');
+  if (results.some((result) => result.checks.some((check) => !check.met))) {
+    lines.push('Where a target is missed, the notes of its figure state the cause found by measurement or profiling, and the fix proposed to the owners of the code.', '');
+  }
 
   for (const result of results) {
     lines.push(`## ${result.number}. ${result.title}`, '');
