@@ -40,6 +40,14 @@ export interface HighAvailabilityCas {
   close(reason?: 'signal' | 'shutdown' | 'fatal'): Promise<void>;
 }
 
+/** Background renewal of a held lease. */
+interface Renewal {
+  /** Resolves when a renewal finds the lease lost. */
+  lost: Promise<void>;
+  isLost(): boolean;
+  stop(): Promise<void>;
+}
+
 /** Interval between attempts to open a database that the previous primary still has locked. */
 const DATABASE_RETRY_MS = 250;
 
@@ -85,43 +93,45 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
   let beforeFirstOpen = options.beforeFirstOpen;
   const wake = new AbortController();
 
+  const stopRequested = new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }));
+
   const runLoop = async (): Promise<void> => {
     while (!stopping) {
       await acquireLease();
       if (stopping) return;
       phase = 'opening-database';
-      if (beforeFirstOpen !== undefined) {
-        const run = beforeFirstOpen;
-        beforeFirstOpen = undefined;
-        try {
-          await run();
-        } catch (error) {
-          await elector.release().catch((releaseError: unknown) => log.warn({ err: releaseError }, 'releasing the lease failed'));
-          throw error;
+      const renewal = startRenewal();
+      try {
+        await runBeforeFirstOpen(renewal);
+        const opened = await openWhileHoldingLease(renewal);
+        if (opened === undefined) continue;
+        if (renewal.isLost() || !elector.isValid()) {
+          log.warn({ fencingToken: elector.token }, 'the lease lapsed while the database was being opened; closing it again without writing');
+          elector.lose();
+          await opened.close('lease-lost');
+          continue;
         }
-      }
-      const opened = await openWhileHoldingLease();
-      if (opened === undefined) {
-        phase = 'standby';
-        continue;
-      }
-      server = opened;
-      await standby?.close();
-      standby = undefined;
-      addLeaseFencing(server.app, { check: fenceCheck, bodyLimitBytes: settings.bodyLimitBytes });
-      await server.listen();
-      phase = 'primary';
-      log.info({ fencingToken: elector.token, url }, 'serving as primary');
 
-      await renewUntilLost();
-      if (stopping) return;
-      log.error({ fencingToken: elector.current?.token, primary: elector.current?.holder ?? null }, 'lost the primary lease; closing the database without writing and becoming a standby');
-      elector.lose();
-      const closing = server;
-      server = undefined;
-      await closing.close('lease-lost');
-      phase = 'standby';
-      standby = await startStandbyServer({ settings, port, platform, instanceId, logger: log, notPrimary, phase: () => (phase === 'primary' ? 'standby' : phase) });
+        server = opened;
+        await standby?.close();
+        standby = undefined;
+        addLeaseFencing(server.app, { check: fenceCheck, bodyLimitBytes: settings.bodyLimitBytes });
+        await server.listen();
+        phase = 'primary';
+        log.info({ fencingToken: elector.token, url }, 'serving as primary');
+
+        await Promise.race([renewal.lost, stopRequested]);
+        if (stopping) return;
+        log.error({ fencingToken: elector.current?.token, primary: elector.current?.holder ?? null }, 'lost the primary lease; closing the database without writing and becoming a standby');
+        elector.lose();
+        const closing = server;
+        server = undefined;
+        await closing.close('lease-lost');
+      } finally {
+        await renewal.stop();
+        if (!stopping) phase = 'standby';
+      }
+      standby ??= await startStandbyServer({ settings, port, platform, instanceId, logger: log, notPrimary, phase: () => (phase === 'primary' ? 'standby' : phase) });
     }
   };
 
@@ -141,17 +151,61 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
     }
   };
 
-  /** Opens the CAS server while renewing the lease; undefined when the lease was lost first. */
-  const openWhileHoldingLease = async (): Promise<CasServer | undefined> => {
+  /**
+   * Renews the held lease in the background, also while the database is being opened, until the lease is
+   * lost or `stop()` is called.
+   */
+  const startRenewal = (): Renewal => {
+    const cancel = new AbortController();
+    let lost = false;
+    let signalLost!: () => void;
+    const lostPromise = new Promise<void>((resolve) => {
+      signalLost = resolve;
+    });
+    const loop = (async () => {
+      while (!stopping && !cancel.signal.aborted) {
+        await pause(timing.renewIntervalMs, cancel.signal);
+        if (stopping || cancel.signal.aborted) return;
+        if (!(await renewOnce())) {
+          lost = true;
+          signalLost();
+          return;
+        }
+      }
+    })();
+    return {
+      lost: lostPromise,
+      isLost: () => lost,
+      stop: async () => {
+        cancel.abort();
+        await loop;
+      },
+    };
+  };
+
+  /** Runs `beforeFirstOpen` once; on failure stops renewing, releases the lease and rethrows. */
+  const runBeforeFirstOpen = async (renewal: Renewal): Promise<void> => {
+    if (beforeFirstOpen === undefined) return;
+    const run = beforeFirstOpen;
+    beforeFirstOpen = undefined;
+    try {
+      await run();
+    } catch (error) {
+      await giveUpLease(renewal);
+      throw error;
+    }
+  };
+
+  /** Opens the CAS server, retrying while the database is locked; undefined when the lease is lost first. */
+  const openWhileHoldingLease = async (renewal: Renewal): Promise<CasServer | undefined> => {
     let lockedSince: number | undefined;
-    let lastRenew = performance.now();
-    while (!stopping) {
+    while (!stopping && !renewal.isLost()) {
       try {
         return await createCasServer({ settings, logger, databaseBusyTimeoutMs: 0, isPrimary: () => elector.isValid(), ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }) });
       } catch (error) {
         if (!isDatabaseLocked(error)) {
           log.error({ err: error }, 'opening the database failed; releasing the primary lease');
-          await elector.release().catch((releaseError: unknown) => log.warn({ err: releaseError }, 'releasing the lease failed'));
+          await giveUpLease(renewal);
           throw error;
         }
         if (lockedSince === undefined) {
@@ -160,21 +214,14 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
         }
       }
       await pause(DATABASE_RETRY_MS);
-      if (performance.now() - lastRenew >= timing.renewIntervalMs) {
-        lastRenew = performance.now();
-        if (!(await renewOnce())) return undefined;
-      }
     }
     return undefined;
   };
 
-  /** Renews until the lease is lost or the instance stops. */
-  const renewUntilLost = async (): Promise<void> => {
-    while (!stopping) {
-      await pause(timing.renewIntervalMs);
-      if (stopping) return;
-      if (!(await renewOnce())) return;
-    }
+  /** Stops renewing, then releases, so no renewal can rewrite the lease after the release. */
+  const giveUpLease = async (renewal: Renewal): Promise<void> => {
+    await renewal.stop();
+    await elector.release().catch((error: unknown) => log.warn({ err: error }, 'releasing the lease failed'));
   };
 
   /** One renewal; false when the lease is lost (taken by another instance, or not renewed in time). */
@@ -191,11 +238,11 @@ export async function startHighAvailableCas(options: HighAvailabilityOptions): P
     }
   };
 
-  const pause = async (ms: number): Promise<void> => {
+  const pause = async (ms: number, cancel?: AbortSignal): Promise<void> => {
     try {
-      await sleep(ms, undefined, { signal: wake.signal });
+      await sleep(ms, undefined, { signal: cancel === undefined ? wake.signal : AbortSignal.any([wake.signal, cancel]) });
     } catch {
-      // Aborted by close(): the loops check `stopping` next.
+      // Aborted by close() or by the caller: the loops check their flags next.
     }
   };
 
