@@ -14,6 +14,7 @@ import type { CasMetrics } from '../metrics/cas-metrics.js';
 import { processMetrics } from '../metrics/process-metrics.js';
 import { ServerObserver } from '../status/server-observer.js';
 import { registerStatusRoute } from '../status/status-route.js';
+import { registerSnapshotDownloadRoutes } from '../snapshots/download-routes.js';
 import { repoRoot } from '../testing/paths.js';
 import { certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
@@ -149,6 +150,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       serving: () => !closing && (options.isPrimary?.() ?? true),
       observer,
     });
+    registerSnapshotDownloadRoutes(app, { snapshotDir: settings.snapshotDir, owner: () => provisioning.owner() });
     registerApiRoutes(app, {
       mode: settings.mode,
       version,

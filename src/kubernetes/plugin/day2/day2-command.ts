@@ -6,6 +6,7 @@ import { DEFAULT_DCAP_API_KEY } from '../../manifests/options.js';
 import { formatDocument, parseOutputFormat } from '../output.js';
 import type { PluginIo } from '../provision-cas.js';
 import { isProvisioned, readPublicKeys, type Day2Target } from './inspect-verbs.js';
+import { downloadNewestSnapshot } from './local-backup.js';
 import { writeReport } from './report.js';
 import { formatChecks, verifyDeployment } from './verify.js';
 
@@ -16,9 +17,10 @@ export interface Day2Flags {
   printPublicKeys?: boolean;
   report?: string;
   includeSecrets?: boolean;
+  localBackup?: string;
 }
 
-const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report' } as const;
+const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report', localBackup: '--local-backup' } as const;
 
 /** Adds the day-2 verb flags to `kubectl provision cas`. */
 export function addDay2Options(command: Command): Command {
@@ -27,7 +29,8 @@ export function addDay2Options(command: Command): Command {
     .option('--verify', 'attest the deployed CAS and check its health, backup targets and newest snapshot; exit 1 when a check fails')
     .option('--print-public-keys', 'attest the deployed CAS and print its identity key and audit key as PEM with their key hashes')
     .option('--report <FILE>', 'write a .tar.gz with the rendered manifests, object states, events and recent pod logs (Secret values redacted)')
-    .option('--include-secrets', 'with --report: keep Secret values instead of redacting them');
+    .option('--include-secrets', 'with --report: keep Secret values instead of redacting them')
+    .option('--local-backup <DIR>', 'copy the newest valid snapshot of the deployed CAS (manifest, database, key store) into DIR/SNAPSHOT and verify it');
 }
 
 /**
@@ -78,6 +81,12 @@ export async function runDay2Verb(
       write({ name, namespace: kube.namespace, passed: failed === 0, checks }, formatChecks(checks));
       say(failed === 0 ? `CAS "${name}" verified` : `CAS "${name}" failed ${failed} check(s)`);
       return failed === 0 ? 0 : 1;
+    }
+    case 'localBackup': {
+      const copied = await downloadNewestSnapshot(target, flags.localBackup!);
+      say(`copied snapshot ${copied.snapshot} (created ${copied.createdAt}, ${copied.ageSeconds} s ago) to ${copied.path}; verified: ${copied.checks.join(', ')}`);
+      if (output !== undefined) write(copied, '');
+      return 0;
     }
     case 'report': {
       const written = await writeReport(target, {

@@ -92,7 +92,7 @@ describe('kubectl provision cas --verify', () => {
   it('fails without backup targets', async () => {
     const run = await runPlugin(['cas', 'mycas', '--verify'], env);
     assert.equal(run.code, 1, run.stderr);
-    assert.match(run.stdout, /^OK +deployment /m);
+    assert.match(run.stdout, /^OK +deployment /m, run.stderr);
     assert.match(run.stdout, /^OK +attestation +evidence verified .*equal to the pinned certificate/m);
     assert.match(run.stdout, /^OK +health +primary, ready/m);
     assert.match(run.stdout, /^FAIL +backups +no backup platform is registered besides the primary/m);
@@ -184,5 +184,33 @@ describe('kubectl provision cas --report', () => {
     const run = await runPlugin(['cas', 'mycas', '--include-secrets'], env);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /--include-secrets works only with --report FILE/);
+  });
+});
+
+describe('kubectl provision cas --local-backup', () => {
+  it('copies and verifies the newest snapshot', async () => {
+    const directory = join(root, 'local-backup');
+    const run = await runPlugin(['cas', 'mycas', '--local-backup', directory, '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { snapshot: string; path: string; ageSeconds: number; checks: string[]; bytes: Record<string, number> };
+    assert.match(result.snapshot, /^snapshot-\d{8}T\d{6}\.\d{3}Z/);
+    assert.equal(result.path, join(directory, result.snapshot));
+    assert.deepEqual(readdirSync(directory), [result.snapshot], 'no partial directory is left behind');
+    assert.deepEqual(readdirSync(result.path).sort(), ['cas.db', 'cas.key-store', 'manifest.json']);
+    assert.equal(statSync(join(result.path, 'cas.db')).size, result.bytes['cas.db']);
+    assert.ok(result.checks.includes('signed by the attested CAS identity'));
+    assert.match(run.stderr, /copied snapshot snapshot-.* to /);
+
+    // The copy verifies on its own with the cas CLI, and the backup platform registered by the --verify
+    // test above opens the copied database with its key.
+    const verified = await runCas(['snapshot', 'verify', result.path, '--platform-dir', join(root, 'backup-platform')], {});
+    assert.equal(verified.code, 0, verified.stderr + verified.stdout);
+  });
+
+  it('rejects another identity', async () => {
+    const stranger = scratchHome(api.kubeconfig(NAMESPACE));
+    const run = await runPlugin(['cas', 'mycas', '--local-backup', join(root, 'stranger-backup')], { HOME: stranger.dir, KUBECONFIG: stranger.kubeconfigPath, CAS_HOME: stranger.casHome });
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /only the CAS owner may download snapshots/);
   });
 });

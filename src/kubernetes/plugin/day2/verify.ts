@@ -51,7 +51,13 @@ export async function verifyDeployment(target: Day2Target): Promise<VerifyCheck[
       detail: `evidence verified for certificate sha256 ${attested.certificateSha256}${attested.matchesPin === true ? ', equal to the pinned certificate' : ', but CAS_HOME has no pin for it'}${simulated}`,
     });
 
-    const status = await readStatus(cas.trusting(attested.certificatePem));
+    let status;
+    try {
+      status = await readStatus(cas.trusting(attested.certificatePem));
+    } catch (error) {
+      checks.push({ check: 'health', result: 'fail', detail: `reading the status failed: ${error instanceof Error ? error.message : String(error)}` });
+      return;
+    }
     checks.push(
       status.health === 'ready' && status.role === 'primary'
         ? { check: 'health', result: 'ok', detail: `primary, ready, version ${status.version ?? 'unknown'}` }
