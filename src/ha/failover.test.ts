@@ -112,6 +112,10 @@ describe('failover of cas serve', { timeout: 120_000 }, () => {
     assert.equal(replacement.entries('CAS starts from a restored snapshot; changes made after the snapshot was taken are lost').length, 1);
     const view = await cluster.ownerClient('node-b', certificatePem).readSession('kept');
     assert.equal(view.name, 'kept');
+
+    const status = (await cluster.ownerClient('node-b', certificatePem).status()) as { restoredFrom?: { snapshot: string; ageSecondsAtRestore: number } };
+    assert.equal(status.restoredFrom?.snapshot, restored['snapshot']);
+    assert.equal(typeof status.restoredFrom?.ageSecondsAtRestore, 'number');
   });
 
   it('never lets a resumed primary acknowledge a write', async () => {

@@ -177,6 +177,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
         options.onFatal?.(error);
       },
       onSnapshot: (result) => observer.snapshotSucceeded(result),
+      onRestore: (marker) => observer.restored(marker),
     });
     observer.attach({
       role: () => (provisioning.owner() === undefined ? 'unprovisioned' : 'primary'),

@@ -5,7 +5,7 @@ import type { Logger } from '../logging/logger.js';
 import { storeAuditHead } from '../server/audit-setup.js';
 import type { CasDatabase } from '../store/index.js';
 import type { SnapshotResult } from './create-snapshot.js';
-import { readRestoreMarker, removeRestoreMarker } from './restore.js';
+import { readRestoreMarker, removeRestoreMarker, type RestoreMarker } from './restore.js';
 import { SnapshotScheduler } from './scheduler.js';
 
 export interface ServerRecoveryOptions {
@@ -18,6 +18,8 @@ export interface ServerRecoveryOptions {
   onFatal: (error: CasError) => void;
   /** Called after each snapshot is written and recorded, for `cas status` and the metrics. */
   onSnapshot?: (result: SnapshotResult) => void;
+  /** Called once when the server starts from a restored snapshot, after the restore is audited. */
+  onRestore?: (marker: RestoreMarker) => void;
 }
 
 export interface ServerRecovery {
@@ -84,5 +86,6 @@ async function recordRestore(options: ServerRecoveryOptions): Promise<void> {
     details: { databaseSha256: marker.databaseSha256 },
   });
   await storeAuditHead(db, head);
+  options.onRestore?.(marker);
   await removeRestoreMarker(settings.dataDir);
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../logging/logger.js';
 import type { CasMetrics, CasRole } from '../metrics/cas-metrics.js';
 import { listSnapshots } from '../snapshots/inspect.js';
 import type { SnapshotResult } from '../snapshots/create-snapshot.js';
+import type { RestoreMarker } from '../snapshots/restore.js';
 import type { CasApp } from '../server/app-types.js';
 import { processAuditWebhook } from '../webhook/audit-webhook.js';
 import type { WebhookStatus } from './status-types.js';
@@ -32,6 +33,7 @@ interface AppendTarget {
 export class ServerObserver {
   private lastAttempt: SnapshotAttempt | undefined;
   private newestSnapshot: Date | undefined;
+  private restore: RestoreMarker | undefined;
   private detachMetrics: (() => void) | undefined;
 
   constructor(
@@ -95,6 +97,19 @@ export class ServerObserver {
       // A missing directory means no snapshot yet; the scheduler creates it.
       this.logger.debug({ err: error, snapshotDir }, 'no snapshot directory to read the newest snapshot from');
     }
+  }
+
+  /** Records that this process started from a restored snapshot, for `restoredFrom` in the status. */
+  restored(marker: RestoreMarker): void {
+    this.restore = marker;
+  }
+
+  /** The snapshot this process started from, and how old its state was when restored; undefined after a normal start. */
+  restoredFrom(): { snapshot: string; snapshotCreatedAt: string; restoredAt: string; ageSecondsAtRestore: number } | undefined {
+    const marker = this.restore;
+    if (marker === undefined) return undefined;
+    const ageSecondsAtRestore = Math.max(0, Math.round((Date.parse(marker.restoredAt) - Date.parse(marker.snapshotCreatedAt)) / 1000));
+    return { snapshot: marker.snapshot, snapshotCreatedAt: marker.snapshotCreatedAt, restoredAt: marker.restoredAt, ageSecondsAtRestore };
   }
 
   snapshotSucceeded(result: SnapshotResult): void {

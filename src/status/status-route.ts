@@ -78,6 +78,7 @@ export function registerStatusRoute(app: CasApp, context: StatusRouteContext): v
       health: context.serving() && context.db.isOpen ? 'ready' : 'not ready',
       platformId: context.platformId,
       certificateSha256: certificateFingerprint(context.casCertificatePem),
+      ...(context.observer.restoredFrom() === undefined ? {} : { restoredFrom: context.observer.restoredFrom()! }),
     };
     if (owner === undefined || callerKeyHash(request) !== owner.keyHash) return status;
 

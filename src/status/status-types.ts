@@ -19,6 +19,8 @@ export interface CasStatus {
   /** Standby only: the instance that holds the primary lease. */
   primary?: unknown;
   instance?: string;
+  /** Set when this process started from a restored snapshot: changes after `snapshotCreatedAt` were lost. */
+  restoredFrom?: { snapshot: string; snapshotCreatedAt: string; restoredAt: string; ageSecondsAtRestore: number };
 }
 
 export interface OwnerStatus {
