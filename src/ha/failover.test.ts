@@ -113,9 +113,9 @@ describe('failover of cas serve', { timeout: 120_000 }, () => {
     const view = await cluster.ownerClient('node-b', certificatePem).readSession('kept');
     assert.equal(view.name, 'kept');
 
-    const status = (await cluster.ownerClient('node-b', certificatePem).status()) as { restoredFrom?: { snapshot: string; ageSecondsAtRestore: number } };
-    assert.equal(status.restoredFrom?.snapshot, restored['snapshot']);
-    assert.equal(typeof status.restoredFrom?.ageSecondsAtRestore, 'number');
+    const status = (await cluster.ownerClient('node-b', certificatePem).status()) as { owner?: { restoredFrom?: { snapshot: string; ageSecondsAtRestore: number } } };
+    assert.equal(status.owner?.restoredFrom?.snapshot, restored['snapshot']);
+    assert.equal(typeof status.owner?.restoredFrom?.ageSecondsAtRestore, 'number');
   });
 
   it('never lets a resumed primary acknowledge a write', async () => {

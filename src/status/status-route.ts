@@ -78,7 +78,6 @@ export function registerStatusRoute(app: CasApp, context: StatusRouteContext): v
       health: context.serving() && context.db.isOpen ? 'ready' : 'not ready',
       platformId: context.platformId,
       certificateSha256: certificateFingerprint(context.casCertificatePem),
-      ...(context.observer.restoredFrom() === undefined ? {} : { restoredFrom: context.observer.restoredFrom()! }),
     };
     if (owner === undefined || callerKeyHash(request) !== owner.keyHash) return status;
 
@@ -98,6 +97,7 @@ export function registerStatusRoute(app: CasApp, context: StatusRouteContext): v
           thisInstance: entry.platformId === context.platformId,
         })),
         lease: await readLease(),
+        ...(context.observer.restoredFrom() === undefined ? {} : { restoredFrom: context.observer.restoredFrom()! }),
         webhook: context.observer.webhookStatus(),
       },
     } satisfies CasStatus;

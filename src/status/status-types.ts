@@ -19,8 +19,6 @@ export interface CasStatus {
   /** Standby only: the instance that holds the primary lease. */
   primary?: unknown;
   instance?: string;
-  /** Set when this process started from a restored snapshot: changes after `snapshotCreatedAt` were lost. */
-  restoredFrom?: { snapshot: string; snapshotCreatedAt: string; restoredAt: string; ageSecondsAtRestore: number };
 }
 
 export interface OwnerStatus {
@@ -31,6 +29,8 @@ export interface OwnerStatus {
   audit: { seq: number; hash: string; file: string };
   backupPlatforms: Array<{ platformId: string; evidenceType: string; registeredAt: string; registeredBy: string; thisInstance: boolean }>;
   lease: LeaseStatus;
+  /** Set when this process started from a restored snapshot: changes after `snapshotCreatedAt` were lost. */
+  restoredFrom?: { snapshot: string; snapshotCreatedAt: string; restoredAt: string; ageSecondsAtRestore: number };
   webhook: WebhookStatus | null;
 }
 
