@@ -94,7 +94,9 @@ Examples:
   kubectl provision cas mycas --dry-run -o yaml > mycas.yaml`,
     )
     .action(async (name: string, flags: CasCommandFlags & Day2Flags) => {
-      const day2ExitCode = await runDay2Verb(name, flags, io, (namespace, dcapApiKey) => buildManifests({ ...requestFromFlags(name, flags).options, namespace }, dcapApiKey));
+      const day2ExitCode = await runDay2Verb(name, flags, io, (namespace, dcapApiKey, image) =>
+        buildManifests({ ...requestFromFlags(name, flags).options, namespace, ...(image === undefined ? {} : { image }) }, dcapApiKey),
+      );
       if (day2ExitCode !== undefined) {
         process.exitCode = day2ExitCode;
         return;

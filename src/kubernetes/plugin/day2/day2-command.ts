@@ -6,7 +6,9 @@ import { DEFAULT_DCAP_API_KEY } from '../../manifests/options.js';
 import { formatDocument, parseOutputFormat } from '../output.js';
 import type { PluginIo } from '../provision-cas.js';
 import { isProvisioned, readPublicKeys, type Day2Target } from './inspect-verbs.js';
+import { parseDuration } from '../../cluster/duration.js';
 import { downloadNewestSnapshot } from './local-backup.js';
+import { upgradeDeployment, upgradeImage } from './upgrade.js';
 import { writeReport } from './report.js';
 import { formatChecks, verifyDeployment } from './verify.js';
 
@@ -18,9 +20,10 @@ export interface Day2Flags {
   report?: string;
   includeSecrets?: boolean;
   localBackup?: string;
+  upgrade?: string;
 }
 
-const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report', localBackup: '--local-backup' } as const;
+const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report', localBackup: '--local-backup', upgrade: '--upgrade' } as const;
 
 /** Adds the day-2 verb flags to `kubectl provision cas`. */
 export function addDay2Options(command: Command): Command {
@@ -30,6 +33,7 @@ export function addDay2Options(command: Command): Command {
     .option('--print-public-keys', 'attest the deployed CAS and print its identity key and audit key as PEM with their key hashes')
     .option('--report <FILE>', 'write a .tar.gz with the rendered manifests, object states, events and recent pod logs (Secret values redacted)')
     .option('--include-secrets', 'with --report: keep Secret values instead of redacting them')
+    .option('--upgrade <VERSION>', 'roll a healthy CAS to image tag VERSION (or a whole image reference): backup registration pods first, then the primary; give the flags of the deployment as on any re-run')
     .option('--local-backup <DIR>', 'copy the newest valid snapshot of the deployed CAS (manifest, database, key store) into DIR/SNAPSHOT and verify it');
 }
 
@@ -39,9 +43,9 @@ export function addDay2Options(command: Command): Command {
  */
 export async function runDay2Verb(
   name: string,
-  flags: Day2Flags & { kubeconfig?: string; context?: string; namespace?: string; casUrl?: string; output?: string; dryRun?: boolean; dcapApi?: string },
+  flags: Day2Flags & { kubeconfig?: string; context?: string; namespace?: string; casUrl?: string; output?: string; dryRun?: boolean; dcapApi?: string; timeout?: string },
   io: PluginIo,
-  renderManifests: (namespace: string, dcapApiKey: string) => KubeObject[],
+  renderManifests: (namespace: string, dcapApiKey: string, image?: string) => KubeObject[],
 ): Promise<number | undefined> {
   const selected = (Object.keys(VERB_FLAGS) as Array<keyof typeof VERB_FLAGS>).filter((key) => flags[key] !== undefined && flags[key] !== false);
   if (flags.includeSecrets === true && flags.report === undefined) {
@@ -81,6 +85,13 @@ export async function runDay2Verb(
       write({ name, namespace: kube.namespace, passed: failed === 0, checks }, formatChecks(checks));
       say(failed === 0 ? `CAS "${name}" verified` : `CAS "${name}" failed ${failed} check(s)`);
       return failed === 0 ? 0 : 1;
+    }
+    case 'upgrade': {
+      const image = upgradeImage(flags.upgrade!);
+      const objects = renderManifests(kube.namespace, flags.dcapApi ?? DEFAULT_DCAP_API_KEY, image);
+      const result = await upgradeDeployment(target, objects, image, parseDuration(flags.timeout ?? '5m'));
+      if (output !== undefined) write(result, '');
+      return 0;
     }
     case 'localBackup': {
       const copied = await downloadNewestSnapshot(target, flags.localBackup!);

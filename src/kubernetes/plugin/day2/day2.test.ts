@@ -214,3 +214,46 @@ describe('kubectl provision cas --local-backup', () => {
     assert.match(run.stderr, /only the CAS owner may download snapshots/);
   });
 });
+
+describe('kubectl provision cas --upgrade', () => {
+  it('refuses when verification fails', async () => {
+    const stranger = scratchHome(api.kubeconfig(NAMESPACE));
+    const writesBefore = api.requests.filter((request) => request.method === 'PATCH').length;
+    const run = await runPlugin(['cas', 'mycas', '--upgrade', '0.2.0'], { HOME: stranger.dir, KUBECONFIG: stranger.kubeconfigPath, CAS_HOME: stranger.casHome });
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /CAS "mycas" is not healthy, so it is not upgraded: owner: /);
+    assert.equal(api.requests.filter((request) => request.method === 'PATCH').length, writesBefore, 'nothing was applied');
+  });
+
+  it('rolls backups first, then the primary', async () => {
+    // Play the DaemonSet controller for one node: every applied generation is rolled out at once.
+    const kubeletHook = api.onObjectWritten;
+    api.onObjectWritten = (object) => {
+      kubeletHook?.(object);
+      if (object['kind'] === 'DaemonSet') {
+        object['status'] = { observedGeneration: object['metadata'].generation, desiredNumberScheduled: 1, updatedNumberScheduled: 1, numberReady: 1 };
+      }
+    };
+    const firstPatch = api.requests.length;
+    try {
+      const run = await runPlugin(['cas', 'mycas', '--upgrade', '0.2.0', '--timeout', '40s', '-o', 'json'], env);
+      assert.equal(run.code, 0, run.stderr);
+      const result = JSON.parse(run.stdout) as { image: string; before: { auditSeq: number; snapshots: string[]; certificateSha256: string }; after: { auditSeq: number; snapshots: string[]; certificateSha256: string } };
+      assert.equal(result.image, 'ghcr.io/cas-project/cas:0.2.0');
+      assert.equal(result.after.certificateSha256, result.before.certificateSha256);
+      assert.ok(result.after.auditSeq > result.before.auditSeq, 'the restarted CAS appended to the same audit log');
+      for (const name of result.before.snapshots) assert.ok(result.after.snapshots.includes(name), `snapshot ${name} was lost`);
+      assert.match(run.stderr, /daemonset "mycas-backup": 1 of 1 backup registration pods run the new image/);
+      assert.match(run.stderr, /statefulset "mycas" rolling update complete/);
+
+      const patches = api.requests.slice(firstPatch).filter((request) => request.method === 'PATCH').map((request) => request.path);
+      assert.deepEqual(patches, [`/apis/apps/v1/namespaces/${NAMESPACE}/daemonsets/mycas-backup`, `/apis/apps/v1/namespaces/${NAMESPACE}/statefulsets/mycas`]);
+      const statefulSet = api.get('apps/v1', 'StatefulSet', NAMESPACE, 'mycas')!;
+      assert.equal(statefulSet['spec'].template.spec.containers[0].image, 'ghcr.io/cas-project/cas:0.2.0');
+      const daemonSet = api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup')!;
+      assert.equal(daemonSet['spec'].template.spec.containers[0].image, 'ghcr.io/cas-project/cas:0.2.0');
+    } finally {
+      api.onObjectWritten = kubeletHook;
+    }
+  });
+});

@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AppsV1Api, type KubeConfig, type V1StatefulSet } from '@kubernetes/client-node';
 import { sendRequest } from '../../../client/transport.js';
-import { CasError } from '../../../errors/cas-error.js';
+import { CasError, isCasError } from '../../../errors/cas-error.js';
 import { keyHashOfCertificate } from '../../../tls/certificates.js';
 import { isNotFound, kubeApiError } from '../../cluster/api-errors.js';
 import { objectNames } from '../../manifests/names.js';
@@ -45,13 +46,26 @@ export async function readDeployment(target: Day2Target): Promise<DeployedSettin
   return { statefulSet, mode, snapshotIntervalSeconds: Number.isInteger(interval) && interval > 0 ? interval : 60, readyReplicas: statefulSet.status?.readyReplicas ?? 0 };
 }
 
-/** Runs `use` with a connection to the deployed CAS and closes the connection afterwards. */
+/** Attempts of a day-2 read whose connection failed; every day-2 request is a read, so a retry is safe. */
+const CONNECTION_ATTEMPTS = 3;
+
+/**
+ * Runs `use` with a connection to the deployed CAS and closes the connection afterwards. When a connection
+ * fails (CONNECTION_FAILED, such as a port-forward stream reset), `use` runs again on a new connection, up
+ * to three times; `use` must therefore only read.
+ */
 export async function withDeployedCas<T>(target: Day2Target, use: (cas: DeployedCas) => Promise<T>): Promise<T> {
-  const cas = await connectDeployedCas({ config: target.config, namespace: target.namespace, name: target.name, casUrl: target.casUrl, onError: target.say });
-  try {
-    return await use(cas);
-  } finally {
-    await cas.close();
+  for (let attempt = 1; ; attempt += 1) {
+    const cas = await connectDeployedCas({ config: target.config, namespace: target.namespace, name: target.name, casUrl: target.casUrl, onError: target.say });
+    try {
+      return await use(cas);
+    } catch (error) {
+      if (!isCasError(error, 'CONNECTION_FAILED') || attempt >= CONNECTION_ATTEMPTS) throw error;
+      target.say(`${error.message}; retrying (attempt ${attempt + 1} of ${CONNECTION_ATTEMPTS})`);
+      await sleep(300 * attempt);
+    } finally {
+      await cas.close();
+    }
   }
 }
 
