@@ -12,6 +12,14 @@ import { problemsFromIssues } from './zod-issues.js';
 /** Versions of the session language this parser accepts: 0.3 and its patch versions 0.3.x. */
 export const SUPPORTED_VERSIONS = /^0\.3(\.[0-9]+)?$/;
 
+/**
+ * At most this many secrets per session. Every secret is produced inside the database's write gate when the
+ * session is created or updated, so an unbounded list would let one request hold all writers for minutes.
+ */
+export const MAX_SECRETS = 256;
+/** At most this many bytes of generated ascii and binary secrets (the sum of their `size`) per session. */
+export const MAX_GENERATED_SECRET_BYTES = 1024 * 1024;
+
 /** The text `renderSessionForRead` writes in place of secret values; a session containing it is rejected. */
 export const REDACTED_VALUE = '<redacted by cas session read>';
 
@@ -50,6 +58,7 @@ export function parseSession(text: string): Session {
       });
     }
   });
+  checkSecretLimits(secrets, problems);
   for (const [index, secret] of secrets.entries()) {
     if (secret.value === REDACTED_VALUE) {
       problems.add(['secrets', index, 'value'], 'the value is the redaction marker of cas session read; write the real value or remove the key');
@@ -63,6 +72,28 @@ export function parseSession(text: string): Session {
   checkPlaceholders(session, problems);
   problems.throwIfAny();
   return session;
+}
+
+/** Bounds the work and memory that generating a session's secrets takes (MAX_SECRETS, MAX_GENERATED_SECRET_BYTES). */
+function checkSecretLimits(secrets: SecretDeclaration[], problems: Problems): void {
+  if (secrets.length > MAX_SECRETS) {
+    problems.add(['secrets'], `the session declares ${secrets.length} secrets; at most ${MAX_SECRETS} are allowed, split it into several sessions`, {
+      expected: `at most ${MAX_SECRETS} secrets`,
+      found: secrets.length,
+    });
+  }
+  let generatedBytes = 0;
+  for (const secret of secrets) {
+    if ((secret.kind === 'ascii' || secret.kind === 'binary') && secret.value === undefined && secret.import === undefined) {
+      generatedBytes += secret.size ?? 32; // 32 bytes without size, as in generateSecrets
+    }
+  }
+  if (generatedBytes > MAX_GENERATED_SECRET_BYTES) {
+    problems.add(['secrets'], `the generated ascii and binary secrets add up to ${generatedBytes} bytes; at most ${MAX_GENERATED_SECRET_BYTES} are allowed`, {
+      expected: `at most ${MAX_GENERATED_SECRET_BYTES} bytes`,
+      found: generatedBytes,
+    });
+  }
 }
 
 function checkVersion(raw: RawSession, problems: Problems): string {

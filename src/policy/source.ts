@@ -73,7 +73,16 @@ export function loadYaml(text: string): SessionSource {
 
   rejectPrototypeKeys(doc, lineCounter);
   keepPlainScalarsAsWritten(doc);
-  const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (error) {
+    // yaml throws a ReferenceError when aliases expand too far (a "billion laughs" document).
+    if (!(error instanceof ReferenceError)) throw error;
+    throw new CasError('SESSION_INVALID', `invalid session: the YAML aliases expand too far (${error.message}); write the values out instead`, {
+      details: { path: '(document)', expected: 'YAML whose aliases expand to at most 100 nodes', found: 'excessive aliases' },
+    });
+  }
 
   return {
     data,

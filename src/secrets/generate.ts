@@ -118,7 +118,7 @@ async function produce(declaration: SecretDeclaration, previous: StoredSecret | 
   }
 }
 
-function producePrivateKey(declaration: SecretDeclaration, reusable: StoredSecret | undefined, fingerprint: string): StoredPrivateKey {
+async function producePrivateKey(declaration: SecretDeclaration, reusable: StoredSecret | undefined, fingerprint: string): Promise<StoredPrivateKey> {
   if (declaration.value !== undefined) {
     const pair = normaliseKeyPair(declaration.value);
     const type = keyTypeOf(pair.key);
@@ -127,7 +127,7 @@ function producePrivateKey(declaration: SecretDeclaration, reusable: StoredSecre
   }
   if (declaration.migrate && reusable?.kind === 'private-key') return reusable;
   const keyType = declaration.keyType ?? 'P-256';
-  return { kind: 'private-key', keyType, ...generateKeyPair(keyType), fingerprint, origin: 'generated' };
+  return { kind: 'private-key', keyType, ...(await generateKeyPair(keyType)), fingerprint, origin: 'generated' };
 }
 
 async function produceCertificate(
@@ -227,7 +227,7 @@ async function certificateKey(
     previous.keyType !== undefined;
   if (keep) return { privateKeyPem: previous.privateKeyPem as string, publicKeyPem: previous.publicKeyPem, keyType: previous.keyType as KeyType };
   const keyType = declaration.keyType ?? 'P-256';
-  return { keyType, ...generateKeyPair(keyType) };
+  return { keyType, ...(await generateKeyPair(keyType)) };
 }
 
 function explicitCertificate(

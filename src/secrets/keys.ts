@@ -1,25 +1,32 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCallback, webcrypto, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import type { KeyType } from '../policy/types.js';
+
+const generateKeyPairAsync = promisify(generateKeyPairCallback);
 
 export interface KeyPairPem {
   privateKeyPem: string;
   publicKeyPem: string;
 }
 
-/** Generates a key pair of `keyType` with node:crypto and returns it as PKCS#8 and SPKI PEM. */
-export function generateKeyPair(keyType: KeyType): KeyPairPem {
-  const pair = (() => {
+/**
+ * Generates a key pair of `keyType` with node:crypto and returns it as PKCS#8 and SPKI PEM. The key is
+ * generated on the libuv thread pool: an RSA key takes long enough that generating many of them
+ * synchronously would stop the server from answering anything else, health probes included.
+ */
+export async function generateKeyPair(keyType: KeyType): Promise<KeyPairPem> {
+  const pair = await (() => {
     switch (keyType) {
       case 'P-256':
-        return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        return generateKeyPairAsync('ec', { namedCurve: 'P-256' });
       case 'P-384':
-        return generateKeyPairSync('ec', { namedCurve: 'P-384' });
+        return generateKeyPairAsync('ec', { namedCurve: 'P-384' });
       case 'Ed25519':
-        return generateKeyPairSync('ed25519');
+        return generateKeyPairAsync('ed25519');
       case 'RSA-2048':
-        return generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+        return generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
       case 'RSA-3072':
-        return generateKeyPairSync('rsa', { modulusLength: 3072, publicExponent: 0x10001 });
+        return generateKeyPairAsync('rsa', { modulusLength: 3072, publicExponent: 0x10001 });
     }
   })();
   return {
