@@ -136,10 +136,20 @@ export class SessionService {
     return visible;
   }
 
-  /** Deletes a session; needs `update` permission. Sessions below it stay, as in a file system they would not. */
+  /**
+   * Deletes a session; needs `update` permission. A session with sessions below it cannot be deleted, like a
+   * directory that is not empty: once its name is free, any client could create it again, gain
+   * `create_sessions` in the namespace and import what other sessions export to it.
+   */
   async delete(name: string, client: ClientKey, log: Logger = this.logger): Promise<void> {
     await this.db.writeGate.run(async () => {
       const current = this.requireAllowed(name, client, 'update');
+      const below = this.db.listSessionNames().filter((other) => other.startsWith(`${name}/`));
+      if (below.length > 0) {
+        throw new CasError('SESSION_CONFLICT', `session "${name}" has ${below.length} session${below.length === 1 ? '' : 's'} below it; delete those first`, {
+          details: { session: name, below: below.length },
+        });
+      }
       await this.commit(
         { event: 'session.deleted', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: name }, outcome: 'success', details: { sessionHash: current.record.hash } },
         () => this.db.deleteSession(name),
