@@ -29,10 +29,11 @@ const HEX32 = HEX(32);
 const HEX48 = HEX(48);
 const HEX8 = HEX(8);
 
-const SESSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(\/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})*$/;
+/** At most 256 characters in all, the limit of the API's session name paths (src/server/routes.ts). */
+const SESSION_NAME = /^(?=.{1,256}$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(\/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})*$/;
 const SIMPLE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const SESSION_NAME_TEXT =
-  'a session name: letters, digits, "_", "-" and "." with "/" between namespace levels, not starting with "." or "-"';
+  'a session name: letters, digits, "_", "-" and "." with "/" between namespace levels, not starting with "." or "-", at most 256 characters';
 const SIMPLE_NAME_TEXT = 'a name of letters, digits, "_", "-" and "." (at most 128 characters)';
 
 const sessionName = () => text(SESSION_NAME_TEXT, SESSION_NAME);

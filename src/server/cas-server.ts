@@ -123,6 +123,9 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
         minVersion: 'TLSv1.2',
       },
       bodyLimit: settings.bodyLimitBytes,
+      // Session names are up to 256 characters and arrive percent-encoded (`/` is %2F); fastify's default
+      // of 100 would make longer names unreachable once created.
+      routerOptions: { maxParamLength: 1024 },
       loggerInstance: logger,
       logController: new LogController({ requestIdLogLabel: 'requestId' }),
       genReqId: () => randomUUID(),

@@ -30,8 +30,8 @@ export interface RouteContext {
 }
 
 const HEX_NONCE = z.string().regex(/^[0-9a-f]{32,128}$/, 'expected 32 to 128 lower-case hex characters');
-/** Session and service names: letters, digits and `_.:/-`, starting with a letter or digit. */
-const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$/, 'expected 1 to 256 characters of letters, digits and _.:/- starting with a letter or digit');
+/** Session and service names: letters, digits and `_.:/-`, starting with a letter, digit or `_` (as the session language allows). */
+const NAME = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,255}$/, 'expected 1 to 256 characters of letters, digits and _.:/- starting with a letter, digit or _');
 const SESSION_TEXT = z.string().min(1, 'the session document is empty');
 
 const schemas = {
