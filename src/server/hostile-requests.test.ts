@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { CasClient } from '../client/cas-client.js';
+import { FILE_NAMES, HEALTH_PATHS } from '../config/defaults.js';
+import { CasError } from '../errors/cas-error.js';
+import { MAX_GENERATED_SECRET_BYTES, MAX_SECRETS } from '../policy/parse-session.js';
+import { clientFor, newIdentity, rawRequest, startTestCas, type TestCas, type TestIdentity } from './testing/in-process.js';
+
+/** Runs `action` and returns the CasError it throws; fails if it succeeds or throws something else. */
+async function rejection(action: () => Promise<unknown>): Promise<CasError> {
+  try {
+    await action();
+  } catch (error) {
+    assert.ok(error instanceof CasError, `expected a CasError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected the call to fail');
+}
+
+const session = (name: string, extra = ''): string => `name: ${name}\nversion: "0.3"\nsecurity:\n  attestation:\n    mode: none\n${extra}`;
+
+/** Requests that an attacker with any client certificate can send once the CAS is provisioned. */
+describe('hostile requests', () => {
+  let cas: TestCas;
+  let owner: TestIdentity;
+  let ownerClient: CasClient;
+  let strangerClient: CasClient;
+
+  before(async () => {
+    cas = await startTestCas();
+    owner = await newIdentity();
+    ownerClient = clientFor(cas.url, owner);
+    strangerClient = clientFor(cas.url, await newIdentity());
+    await ownerClient.provision(readFileSync(join(cas.dataDir, FILE_NAMES.provisioningToken), 'utf8').trim());
+  });
+
+  after(async () => {
+    await cas?.close();
+  });
+
+  async function assertAlive(): Promise<void> {
+    assert.equal((await rawRequest(cas.url, { method: 'GET', path: HEALTH_PATHS.liveness })).status, 200);
+  }
+
+  it('rejects a session whose generated secrets would exhaust memory', async () => {
+    // 64 KiB each: 500 of them made one 21 KB request grow the server to 1.3 GB.
+    const count = MAX_GENERATED_SECRET_BYTES / 65536 + 1;
+    const secrets = Array.from({ length: count }, (_, i) => `  - {name: s${i}, kind: ascii, size: 65536}\n`).join('');
+    const error = await rejection(() => strangerClient.createSession(session('huge', `secrets:\n${secrets}`)));
+    assert.equal(error.code, 'SESSION_INVALID');
+    assert.match(error.message, /at most 1048576 are allowed/);
+    await assertAlive();
+  });
+
+  it('rejects a session with more secrets than the limit', async () => {
+    const secrets = Array.from({ length: MAX_SECRETS + 1 }, (_, i) => `  - {name: k${i}, kind: private-key}\n`).join('');
+    const error = await rejection(() => strangerClient.createSession(session('many', `secrets:\n${secrets}`)));
+    assert.equal(error.code, 'SESSION_INVALID');
+    assert.match(error.message, /at most 256 are allowed/);
+  });
+
+  it('answers health probes while RSA keys are generated', async () => {
+    const secrets = Array.from({ length: 8 }, (_, i) => `  - {name: k${i}, kind: private-key, key_type: RSA-3072}\n`).join('');
+    const order: string[] = [];
+    const creating = strangerClient.createSession(session('rsa-keys', `secrets:\n${secrets}`)).then(() => order.push('created'));
+    // Generating the keys on the event loop kept every other request waiting until the create finished.
+    await rawRequest(cas.url, { method: 'GET', path: HEALTH_PATHS.liveness }).then(() => order.push('alive'));
+    await creating;
+    assert.deepEqual(order, ['alive', 'created']);
+  });
+
+  it('rejects a YAML alias bomb as an invalid session, not an internal error', async () => {
+    let text = 'x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
+    for (let i = 1; i < 9; i += 1) text += `x${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+    const error = await rejection(() => strangerClient.createSession(session('bomb', text)));
+    assert.equal(error.code, 'SESSION_INVALID');
+    assert.match(error.message, /aliases expand too far/);
+    await assertAlive();
+  });
+
+  it('refuses to delete a namespace that has sessions below it', async () => {
+    await ownerClient.createSession(session('team', 'access_policy:\n  create_sessions: [CREATOR]\n'));
+    await ownerClient.createSession(session('team/web'));
+    await ownerClient.createSession(session('vault', 'secrets:\n  - name: key\n    kind: ascii\n    export:\n      - namespace: team\n'));
+
+    const error = await rejection(() => ownerClient.deleteSession('team'));
+    assert.equal(error.code, 'SESSION_CONFLICT');
+    assert.match(error.message, /1 session below it/);
+    // Had the delete succeeded, a stranger could create "team" again, then a session below it that imports
+    // what vault exports to the namespace.
+    const squat = await rejection(() => strangerClient.createSession(session('team', 'access_policy:\n  create_sessions: [CREATOR]\n')));
+    assert.equal(squat.code, 'SESSION_EXISTS');
+
+    await ownerClient.deleteSession('team/web');
+    await ownerClient.deleteSession('team');
+  });
+
+  it('reaches every session name the session language allows', async () => {
+    const names = ['_private', `deep/${'n'.repeat(120)}`];
+    await ownerClient.createSession(session('deep'));
+    for (const name of names) {
+      const created = await ownerClient.createSession(session(name));
+      assert.equal((await ownerClient.readSession(name)).hash, created.hash);
+      await ownerClient.deleteSession(name);
+    }
+    const tooLong = await rejection(() => ownerClient.createSession(session(['a', 'b', 'c'].map((c) => c.repeat(100)).join('/'))));
+    assert.equal(tooLong.code, 'SESSION_INVALID');
+  });
+});
