@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { CasError } from '../errors/cas-error.js';
 import type { ServiceConfiguration } from './cas-client.js';
@@ -20,15 +21,26 @@ export function workingDirectory(configuration: ServiceConfiguration): string {
 /**
  * Writes the injection files of a configuration: parent directories are created (0700), each file is
  * written with mode 0600, replacing what was there. Relative paths are resolved against `pwd`.
+ *
+ * Each file is written to a new file (created exclusively, mode 0600) beside it and then renamed over the
+ * path. Writing to the path itself would follow a symbolic link, or reuse a file that another user created
+ * there with a wider mode, and so hand the secrets to whoever placed it; a rename replaces the link or
+ * file itself, and fails where the directory does not let this user replace it.
  */
 export function writeInjectionFiles(configuration: ServiceConfiguration, cwd: string): string[] {
   const written: string[] = [];
   for (const file of configuration.injectionFiles) {
     const path = isAbsolute(file.path) ? file.path : resolve(cwd, file.path);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(path, file.content, { mode: 0o600 });
-    // writeFileSync keeps the mode of an existing file; set it explicitly.
-    chmodSync(path, 0o600);
+    const temporary = join(dirname(path), `.${basename(path)}.cas-${randomBytes(8).toString('hex')}`);
+    try {
+      writeFileSync(temporary, file.content, { mode: 0o600, flag: 'wx' });
+      renameSync(temporary, path);
+    } catch (error) {
+      rmSync(temporary, { force: true });
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new CasError('INVALID_ARGUMENT', `cannot write injection file "${path}" of service "${configuration.service}": ${code}`, { cause: error });
+    }
     written.push(path);
   }
   return written;
