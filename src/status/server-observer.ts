@@ -104,7 +104,7 @@ export class ServerObserver {
     this.restore = marker;
   }
 
-  /** The snapshot this process started from, and how old its state was when restored; undefined after a normal start. */
+  /** Returns the snapshot this process started from and how old its state was then; undefined after a normal start. */
   restoredFrom(): { snapshot: string; snapshotCreatedAt: string; restoredAt: string; ageSecondsAtRestore: number } | undefined {
     const marker = this.restore;
     if (marker === undefined) return undefined;
