@@ -86,6 +86,44 @@ describe('PcsClient', () => {
     for (const request of pcs.requests.slice(before)) assert.equal(request.headers['ocp-apim-subscription-key'], undefined);
   });
 
+  it('keeps the API key from a redirect target', async () => {
+    const received: Array<string | string[] | undefined> = [];
+    const elsewhere = createServer((request, response) => {
+      received.push(request.headers['ocp-apim-subscription-key']);
+      response.end('{}');
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const redirecting = createServer((request, response) => {
+      response.writeHead(302, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}${request.url}` });
+      response.end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new PcsClient({ baseUrl: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}`, apiKey: API_KEY });
+      await expectCode(client.fetchCollateral(key), 'COLLATERAL_UNAVAILABLE');
+      assert.deepEqual(received, [], 'the redirect target received a request with the API key');
+    } finally {
+      await stop(redirecting);
+      await stop(elsewhere);
+    }
+  });
+
+  it('sends the API key only to the origin of the base URL', async () => {
+    const crlServer = await startPcs(sgxCollateral, key);
+    try {
+      const before = pcs.requests.length;
+      const rootCaCrlUrl = `${crlServer.baseUrl}/sgx/certification/v4/rootcacrl`;
+      await new PcsClient({ baseUrl: pcs.baseUrl, apiKey: API_KEY, rootCaCrlUrl }).fetchCollateral(key);
+      assert.equal(crlServer.requests.length, 1);
+      assert.equal(crlServer.requests[0]!.headers['ocp-apim-subscription-key'], undefined);
+      const sent = pcs.requests.slice(before);
+      assert.equal(sent.length, 3);
+      for (const request of sent) assert.equal(request.headers['ocp-apim-subscription-key'], API_KEY);
+    } finally {
+      await stop(crlServer.server);
+    }
+  });
+
   it('reports an unknown FMSPC as unavailable', async () => {
     await expectCode(new PcsClient({ baseUrl: pcs.baseUrl }).fetchCollateral({ ...key, fmspc: '000000000000' }), 'COLLATERAL_UNAVAILABLE', /HTTP 404/);
   });

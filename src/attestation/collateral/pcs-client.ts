@@ -80,11 +80,14 @@ export class PcsClient implements IntelCollateralSource {
   }
 
   private async request(url: string, what: string): Promise<Response> {
+    // The API key goes only to the origin of the base URL, and a request that carries it follows no
+    // redirect: fetch keeps custom headers on a redirect to another origin, which would hand the key to it.
     const headers: Record<string, string> = {};
-    if (this.options.apiKey !== undefined) headers['Ocp-Apim-Subscription-Key'] = this.options.apiKey;
+    const sendKey = this.options.apiKey !== undefined && new URL(url).origin === new URL(this.baseUrl).origin;
+    if (sendKey) headers['Ocp-Apim-Subscription-Key'] = this.options.apiKey!;
     let response: Response;
     try {
-      response = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000) });
+      response = await this.fetchImpl(url, { headers, redirect: sendKey ? 'error' : 'follow', signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000) });
     } catch (error) {
       throw new CasError('COLLATERAL_UNAVAILABLE', `fetching ${what} from ${url} failed: ${(error as Error).message}`, { cause: error });
     }
