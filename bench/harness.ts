@@ -123,6 +123,11 @@ export function measureEcdsaP256(durationMs: number): EcdsaRates {
   return { signPerSecond, verifyPerSecond };
 }
 
+/** Averages two ECDSA rate measurements, e.g. one taken before and one after a run. */
+export function meanEcdsaRates(first: EcdsaRates, second: EcdsaRates): EcdsaRates {
+  return { signPerSecond: (first.signPerSecond + second.signPerSecond) / 2, verifyPerSecond: (first.verifyPerSecond + second.verifyPerSecond) / 2 };
+}
+
 /** True when `key` is an EC key on P-256. */
 export function isP256(key: KeyObject): boolean {
   return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';

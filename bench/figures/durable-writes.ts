@@ -21,6 +21,10 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
   const durationMs = options.quick ? 2000 : 10_000;
   try {
     const cas = await openStorageCas(dataDir, join(root, 'platform'));
+    // The limit is measured before and after the writes and averaged, because the disk's rate drifts.
+    options.progress('figure 3: measuring the write + fsync rate of the data directory');
+    const fsyncProbeMs = options.quick ? 1000 : 3000;
+    const fsyncBefore = measureFsyncRate(join(dataDir, 'fsync-probe'), fsyncProbeMs);
     let stats;
     const latencies: number[] = [];
     let completed = 0;
@@ -69,8 +73,9 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
       await cas.close();
     }
 
-    options.progress('figure 3: measuring the write + fsync rate of the same directory');
-    const fsyncRate = measureFsyncRate(join(dataDir, 'fsync-probe'), options.quick ? 1000 : 3000);
+    options.progress('figure 3: measuring the write + fsync rate of the data directory again');
+    const fsyncAfter = measureFsyncRate(join(dataDir, 'fsync-probe'), fsyncProbeMs);
+    const fsyncRate = (fsyncBefore + fsyncAfter) / 2;
     const rate = (completed * 1000) / elapsed;
     const ratio = rate / fsyncRate;
 
@@ -97,7 +102,12 @@ export async function durableWritesFigure(options: BenchOptions): Promise<Figure
         },
         { label: 'reference: the same database alone, one session commit after the other', value: `${fmt(commitsAlone)} commits/s` },
       ],
-      limit: [{ label: `write (${FSYNC_PROBE_BYTES} B) + fsync loop on a file in the data directory, per second`, value: fmt(fsyncRate) }],
+      limit: [
+        {
+          label: `write (${FSYNC_PROBE_BYTES} B) + fsync loop on a file in the data directory, per second: mean of before and after the writes`,
+          value: `${fmt(fsyncRate)} (${fmt(fsyncBefore)} before, ${fmt(fsyncAfter)} after)`,
+        },
+      ],
       checks: [{ label: 'durable session writes/s ÷ fsync rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
       method: [
         `${WRITERS} concurrent writers in one process call SessionService.create (src/server/sessions.ts) on a database and audit log opened as cas serve opens them (openStorageCas in bench/cas-setup.ts); HTTP is not involved.`,
