@@ -97,6 +97,17 @@ describe('hostile requests', () => {
     await ownerClient.deleteSession('team');
   });
 
+  it('keeps one client from using up the nonces of everyone', async () => {
+    // With only a global limit of 10,000, one client reached it in 8 s and then blocked every configuration
+    // request of every service until its nonces expired.
+    const hoarder = clientFor(cas.url, await newIdentity());
+    for (let i = 0; i < 32; i += 1) await hoarder.requestNonce();
+    const error = await rejection(() => hoarder.requestNonce());
+    assert.equal(error.code, 'UNAVAILABLE');
+    assert.match(error.message, /this client key has 32 outstanding nonces/);
+    assert.match((await strangerClient.requestNonce()).nonce, /^[0-9a-f]{64}$/);
+  });
+
   it('reaches every session name the session language allows', async () => {
     const names = ['_private', `deep/${'n'.repeat(120)}`];
     await ownerClient.createSession(session('deep'));

@@ -53,6 +53,25 @@ describe('NonceRegistry', () => {
     assert.equal(codeOf(() => registry.issue(KEY_A)), 'UNAVAILABLE');
   });
 
+  it('limits outstanding nonces per client key', () => {
+    const registry = new NonceRegistry({ ttlMs: 60_000, generate: randomNonce, maxOutstandingPerClient: 2 });
+    const first = registry.issue(KEY_A).nonce;
+    registry.issue(KEY_A);
+    assert.equal(codeOf(() => registry.issue(KEY_A)), 'UNAVAILABLE');
+    registry.issue(KEY_B);
+    registry.consume(first, KEY_A);
+    registry.issue(KEY_A);
+  });
+
+  it('counts expired nonces out of the per-client limit', () => {
+    let now = 1_000_000;
+    const registry = new NonceRegistry({ ttlMs: 1000, generate: randomNonce, now: () => now, maxOutstandingPerClient: 1 });
+    registry.issue(KEY_A);
+    assert.equal(codeOf(() => registry.issue(KEY_A)), 'UNAVAILABLE');
+    now += 1000;
+    registry.issue(KEY_A);
+  });
+
   it('reissues a pinned test nonce', () => {
     const pinned = Buffer.alloc(32, 7);
     const registry = new NonceRegistry({ ttlMs: 60_000, generate: () => pinned });
