@@ -1,4 +1,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { BackupClient } from '../../backup/backup-client.js';
+import { casHome, loadOrCreateIdentity } from '../../client/home.js';
+import { CasError, isCasError } from '../../errors/cas-error.js';
 import { createSelfSignedCertificate, keyHashOfCertificate } from '../../tls/certificates.js';
 import { BACKUP_REGISTRAR_KEYS, objectNames } from '../manifests/names.js';
 import { backupRegistrarSecret } from '../manifests/secrets.js';
@@ -41,4 +44,44 @@ export async function ensureBackupRegistrar(
   }) as KubeObject;
   await applyObjects(config, [secret], onApplied);
   return { keyHash: keyHashOfCertificate(identity.certificatePem), created };
+}
+
+export interface AuthorizeRegistrarRequest {
+  /** URL the plugin reaches the CAS at (the port-forward's loopback URL or --cas-url). */
+  connectUrl: string;
+  /** The CAS certificate that this run attested and pinned; the connection must present exactly it. */
+  casCertificatePem: string;
+  registrarKeyHash: string;
+  /** CAS_HOME holding the owner's client identity; default CAS_HOME. */
+  home?: string;
+}
+
+/**
+ * Authorizes the registrar key, as the CAS owner (the client identity in CAS_HOME), to register platforms,
+ * so that the registration pods succeed. Idempotent: `added` is false when the key was already authorized.
+ * Only the key hash crosses the wire; the registrar's private key never leaves its Secret.
+ *
+ * Throws PERMISSION_DENIED, with the command the owner runs instead, when the identity in CAS_HOME is not
+ * the CAS owner.
+ */
+export async function authorizeBackupRegistrar(request: AuthorizeRegistrarRequest): Promise<{ added: boolean; ownerKeyHash: string }> {
+  const owner = await loadOrCreateIdentity(request.home ?? casHome());
+  const client = BackupClient.withIdentity({
+    casUrl: new URL(request.connectUrl),
+    clientKeyPem: owner.privateKeyPem,
+    clientCertificatePem: owner.certificatePem,
+    casCertificatePem: request.casCertificatePem,
+  });
+  try {
+    const { added } = await client.authorizeRegistrar(request.registrarKeyHash);
+    return { added, ownerKeyHash: owner.keyHash };
+  } catch (error) {
+    if (!isCasError(error, 'PERMISSION_DENIED')) throw error;
+    throw new CasError(
+      'PERMISSION_DENIED',
+      `the client identity in CAS_HOME (key sha256 ${owner.keyHash}) is not the CAS owner, so it cannot authorize the backup registrar; ` +
+        `the owner runs: cas backup authorize-registrar ${request.registrarKeyHash} --cas URL`,
+      { cause: error },
+    );
+  }
 }

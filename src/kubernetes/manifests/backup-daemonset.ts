@@ -94,12 +94,15 @@ export function backupDaemonSet(options: CasDeploymentOptions): IDaemonSet {
 /**
  * Copies the registrar identity and the pinned CAS certificate from the Secret mount ($0) into a private
  * CAS_HOME (the client rejects key files that other users can read, and Secret files are group-readable
- * under fsGroup), then runs `cas "$@"`. $1 is the pin file name of the in-cluster CAS URL.
+ * under fsGroup), then runs `cas "$@"`. $1 is the pin file name of the in-cluster CAS URL. The kubelet
+ * reruns the script in the same pod after a failure, so it replaces the copies of an earlier attempt.
  */
 const REGISTER_SCRIPT = [
   'set -e',
   'umask 077',
   `mkdir -p "$CAS_HOME/${PINNED_DIR}"`,
+  // The emptyDir outlives a failed attempt, and cp cannot overwrite the read-only copies it made then.
+  `rm -f "$CAS_HOME/${CLIENT_KEY_FILE}" "$CAS_HOME/${CLIENT_CERT_FILE}" "$CAS_HOME/${PINNED_DIR}/$1"`,
   `cp "$0/${BACKUP_REGISTRAR_KEYS.clientKey}" "$CAS_HOME/${CLIENT_KEY_FILE}"`,
   `cp "$0/${BACKUP_REGISTRAR_KEYS.clientCertificate}" "$CAS_HOME/${CLIENT_CERT_FILE}"`,
   `cp "$0/${BACKUP_REGISTRAR_KEYS.casCertificate}" "$CAS_HOME/${PINNED_DIR}/$1"`,

@@ -1,8 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULTS } from '../../config/defaults.js';
-import { CasError } from '../../errors/cas-error.js';
+import { CasError, isCasError } from '../../errors/cas-error.js';
 import { resourceLabel, applyObjects } from '../cluster/apply.js';
-import { ensureBackupRegistrar } from '../cluster/backup-registrar.js';
+import { authorizeBackupRegistrar, ensureBackupRegistrar } from '../cluster/backup-registrar.js';
 import { loadKubeConfig, namespaceWithoutCluster, type KubeConfigFlags } from '../cluster/kube-config.js';
 import { forwardPodPort } from '../cluster/port-forward.js';
 import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
@@ -113,17 +113,31 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   }
 
   await waitForPrimary(kube.config, options.namespace, options.name, request.timeoutMs, say);
+
+  let registrar: { keyHash: string; created: boolean } | undefined;
+  // Runs while the CAS is still reachable (the port-forward is open), so that the owner can authorize the
+  // registrar over the connection pinned to the attested certificate.
+  const result = await provisionThroughCluster(request, kube.config, options, token, say, detail, async (connectUrl, provisioned) => {
+    await deleteProvisioningToken(kube.config, options.namespace, options.name);
+    detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
+    if (options.backup === false) return;
+    registrar = await ensureBackupRegistrar(kube.config, options.namespace, options.name, provisioned.certificatePem, (object) => say(`${resourceLabel(object)} serverside-applied`));
+    detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
+    try {
+      const { added } = await authorizeBackupRegistrar({ connectUrl, casCertificatePem: provisioned.certificatePem, registrarKeyHash: registrar.keyHash });
+      say(
+        added
+          ? `authorized the backup registrar (key sha256 ${registrar.keyHash}) to register nodes as backup targets`
+          : `the backup registrar (key sha256 ${registrar.keyHash}) was already authorized to register nodes as backup targets`,
+      );
+    } catch (error) {
+      // Someone other than the owner may re-run the plugin to reconcile the objects; only the owner can
+      // authorize, so the run goes on and says what the owner must do.
+      if (!isCasError(error, 'PERMISSION_DENIED')) throw error;
+      say(`warning: ${error.message}`);
+    }
+  });
   if (options.backup !== false) say(await backupStatusLine(kube.config, options.namespace, options.name));
-
-  const result = await provisionThroughCluster(request, kube.config, options, token, say, detail);
-  await deleteProvisioningToken(kube.config, options.namespace, options.name);
-  detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
-
-  const registrar =
-    options.backup === false
-      ? undefined
-      : await ensureBackupRegistrar(kube.config, options.namespace, options.name, result.certificatePem, (object) => say(`${resourceLabel(object)} serverside-applied`));
-  if (registrar !== undefined) detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
 
   say(
     result.provisioned
@@ -150,12 +164,16 @@ async function provisionThroughCluster(
   token: string,
   say: (line: string) => void,
   detail: (line: string) => void,
+  /** Called after provisioning with the URL that still reaches the CAS. */
+  whileConnected: (connectUrl: string, result: ProvisionOwnerResult) => Promise<void>,
 ): Promise<ProvisionOwnerResult> {
   const pinUrls = [inClusterUrl(options.name, options.namespace)];
   if (request.casUrl !== undefined) {
     pinUrls.push(request.casUrl);
     detail(`provisioning through ${request.casUrl}`);
-    return provisionOwner({ connectUrl: request.casUrl, connectUrlIsTemporary: false, pinUrls, token, mode: options.mode });
+    const result = await provisionOwner({ connectUrl: request.casUrl, connectUrlIsTemporary: false, pinUrls, token, mode: options.mode });
+    await whileConnected(request.casUrl, result);
+    return result;
   }
 
   const podName = objectNames(options.name).primaryPod;
@@ -163,7 +181,9 @@ async function provisionThroughCluster(
   const connectUrl = `https://127.0.0.1:${forward.localPort}`;
   detail(`forwarding ${connectUrl} to pod ${podName} port ${DEFAULTS.listenPort} through the API server`);
   try {
-    return await provisionOwner({ connectUrl, connectUrlIsTemporary: true, pinUrls, token, mode: options.mode });
+    const result = await provisionOwner({ connectUrl, connectUrlIsTemporary: true, pinUrls, token, mode: options.mode });
+    await whileConnected(connectUrl, result);
+    return result;
   } finally {
     await forward.close();
   }

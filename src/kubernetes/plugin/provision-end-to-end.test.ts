@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { PINNED_DIR } from '../../client/home.js';
+import { CLIENT_CERT_FILE, CLIENT_KEY_FILE, PINNED_DIR, writePinnedCertificate } from '../../client/home.js';
+import { FILE_NAMES } from '../../config/defaults.js';
+import { simulationPlatform } from '../../store/platform.js';
+import { casCliPath } from '../../testing/paths.js';
 import { certificateFingerprint, keyHashOfCertificate } from '../../tls/certificates.js';
 import { objectNames } from '../manifests/names.js';
 import { runPlugin, scratchHome } from '../testing/plugin-process.js';
@@ -12,15 +19,20 @@ import { TestKubelet } from '../testing/test-kubelet.js';
 
 /**
  * The whole default path of `kubectl provision cas`: apply, wait for readiness, port-forward through the
- * API server's WebSocket, then attest, pin and provision a real `cas serve`. The test kubelet starts that
- * process from the applied StatefulSet, and the token reaches it only through the mounted Secret.
+ * API server's WebSocket, then attest, pin and provision a real `cas serve`, and authorize the backup
+ * registrar. The test kubelet starts that process from the applied StatefulSet, and the token reaches it
+ * only through the mounted Secret. The test API server's DaemonSet controller puts a registration pod on
+ * every node, and the test kubelet runs its init container as a real `cas backup register` process.
  */
 
 const NAMESPACE = 'confidential';
 const DCAP_KEY = 'e2e-dcap-key-5b1f0c9a7d3e42';
+/** The primary runs on the first node, so that node's platform is the primary's own. */
+const NODES = ['node-a', 'node-b'];
 
 let api: TestApiServer;
 let kubelet: TestKubelet;
+let kubeletRoot: string;
 let home: ReturnType<typeof scratchHome>;
 let env: Record<string, string>;
 let first: Awaited<ReturnType<typeof runPlugin>>;
@@ -29,7 +41,9 @@ before(async () => {
   api = await TestApiServer.start();
   api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
   api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cas-image-pull', namespace: NAMESPACE }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': 'e30=' } });
-  kubelet = new TestKubelet(api, mkdtempSync(join(tmpdir(), 'test-kubelet-')));
+  for (const node of NODES) api.addNode(node);
+  kubeletRoot = mkdtempSync(join(tmpdir(), 'test-kubelet-'));
+  kubelet = new TestKubelet(api, kubeletRoot, { primaryNode: NODES[0]! });
   kubelet.attach();
   home = scratchHome(api.kubeconfig('default'));
   env = { HOME: home.dir, KUBECONFIG: home.kubeconfigPath, CAS_HOME: home.casHome };
@@ -107,22 +121,58 @@ describe('kubectl provision cas end to end', () => {
     assert.equal(first.stdout.includes(privateKey) || first.stderr.includes(privateKey), false);
   });
 
-  it('registration pod reaches the CAS as registrar', async () => {
-    const daemonSet = api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup')!;
-    const registrarCert = Buffer.from(api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').backupRegistrarSecret)!['data']['client-cert.pem'], 'base64').toString('utf8');
-    const run = await kubelet.runBackupRegistration(daemonSet, 'node-a', { inClusterUrl: 'https://mycas.confidential.svc:8081', loopbackUrl: kubelet.primaryUrl() });
-    // NOTE: the CAS accepts backup registrations only from its owner, so the registrar's attempt is
-    // rejected after TLS pinning and authentication succeeded. When the server lets the owner authorize a
-    // registrar key, this test must expect success instead.
-    assert.notEqual(run.code, 0, run.output);
-    assert.match(run.output, /only the CAS owner may register/);
-    assert.ok(run.output.includes(keyHashOfCertificate(registrarCert)), run.output);
+  it('authorizes the registrar as the owner', () => {
+    const result = JSON.parse(first.stdout) as { backupRegistrarKeyHash: string; clientKeyHash: string };
+    assert.ok(first.stderr.includes(`authorized the backup registrar (key sha256 ${result.backupRegistrarKeyHash}) to register nodes as backup targets`), first.stderr);
+    const ownerKey = readFileSync(join(home.casHome, CLIENT_KEY_FILE), 'utf8');
+    assert.equal(first.stdout.includes(ownerKey) || first.stderr.includes(ownerKey), false);
+    for (const request of api.requests) {
+      assert.equal(JSON.stringify(request.body ?? '').includes(Buffer.from(ownerKey).toString('base64')), false, `${request.method} ${request.path} carries the owner's key`);
+      assert.equal(JSON.stringify(request.body ?? '').includes(ownerKey.split('\n')[1]!), false, `${request.method} ${request.path} carries the owner's key`);
+    }
+  });
+
+  it('registers every node as a backup target', async () => {
+    await waitForReadyNodes(NODES.length);
+    const registrar = registrarKeyHash();
+    const listed = await listBackupTargets();
+    assert.deepEqual(listed.registrars.map((entry) => entry.keyHash), [registrar]);
+    const [primaryNode, ...otherNodes] = NODES;
+    const primary = listed.platforms.find((platform) => platform.platformId === nodePlatformId(primaryNode!));
+    assert.ok(primary, `the primary's node ${primaryNode} is not in ${JSON.stringify(listed.platforms)}`);
+    assert.equal(primary.primary, true);
+    assert.equal(primary.registeredBy, 'initial');
+    for (const node of otherNodes) {
+      const entry = listed.platforms.find((platform) => platform.platformId === nodePlatformId(node));
+      assert.ok(entry, `node ${node} is not registered: ${JSON.stringify(listed.platforms)}`);
+      assert.equal(entry.registeredBy, registrar);
+      assert.equal(entry.evidenceType, 'simulation');
+      assert.equal(entry.primary, false);
+    }
+    assert.equal(listed.platforms.length, NODES.length);
+    for (const node of NODES) {
+      const succeeded = kubelet.initContainerRuns.filter((run) => run.node === node && run.code === 0);
+      assert.equal(succeeded.length, 1, `node ${node}: ${JSON.stringify(kubelet.initContainerRuns.filter((run) => run.node === node))}`);
+      assert.ok(succeeded[0]!.output.includes(nodePlatformId(node)), succeeded[0]!.output);
+    }
+  });
+
+  it('registers a node that joins later', async () => {
+    api.addNode('node-c');
+    await waitForReadyNodes(NODES.length + 1);
+    const listed = await listBackupTargets();
+    const entry = listed.platforms.find((platform) => platform.platformId === nodePlatformId('node-c'));
+    assert.ok(entry, `node-c is not registered: ${JSON.stringify(listed.platforms)}`);
+    assert.equal(entry.registeredBy, registrarKeyHash());
+    assert.equal(listed.platforms.length, NODES.length + 1);
   });
 
   it('re-run keeps the owner and reconciles', async () => {
     const second = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], env);
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stderr, /CAS "mycas" was already provisioned; its owner is unchanged/);
+    assert.ok(second.stderr.includes(`the backup registrar (key sha256 ${registrarKeyHash()}) was already authorized`), second.stderr);
+    assert.match(second.stderr, /3 of 3 nodes registered as backup targets/);
     assert.equal(api.list('v1', 'PersistentVolumeClaim', NAMESPACE).length, 3);
   });
 
@@ -142,6 +192,8 @@ describe('kubectl provision cas end to end', () => {
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], { HOME: intruder.dir, KUBECONFIG: intruder.kubeconfigPath, CAS_HOME: intruder.casHome });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stderr, /already provisioned; its owner is unchanged/);
+    assert.match(run.stderr, /warning: the client identity in CAS_HOME \(key sha256 [0-9a-f]{64}\) is not the CAS owner, so it cannot authorize the backup registrar/);
+    assert.ok(run.stderr.includes(`cas backup authorize-registrar ${registrarKeyHash()}`), run.stderr);
   });
 
   it('deletes nothing but the token Secret', () => {
@@ -170,3 +222,39 @@ describe('kubectl provision cas end to end', () => {
     }
   });
 });
+
+function registrarKeyHash(): string {
+  return (JSON.parse(first.stdout) as { backupRegistrarKeyHash: string }).backupRegistrarKeyHash;
+}
+
+/** Waits until the DaemonSet counts this many ready pods, that is, registered nodes. */
+async function waitForReadyNodes(count: number): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const status = api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup')?.['status'] as { desiredNumberScheduled?: number; numberReady?: number } | undefined;
+    if (status?.desiredNumberScheduled === count && status.numberReady === count) return;
+    assert.equal(kubelet.failure, undefined);
+    await sleep(100);
+  }
+  assert.fail(`the DaemonSet never had ${count} ready pods: ${JSON.stringify(kubelet.initContainerRuns.slice(-3))}`);
+}
+
+/** The platform id of the key that the node's hostPath platform directory holds. */
+function nodePlatformId(node: string): string {
+  const volumes = api.get('apps/v1', 'DaemonSet', NAMESPACE, 'mycas-backup')!['spec'].template.spec.volumes as Array<{ hostPath?: { path: string } }>;
+  const hostPath = volumes.find((volume) => volume.hostPath !== undefined)!.hostPath!.path;
+  const keyFile = join(kubeletRoot, 'nodes', node, 'host', hostPath, FILE_NAMES.platformKey);
+  assert.ok(existsSync(keyFile), `node ${node} has no platform key`);
+  return simulationPlatform(createPrivateKey(readFileSync(keyFile, 'utf8'))).id;
+}
+
+/** Runs `cas backup list --output json` as the owner, against the running primary's loopback address. */
+async function listBackupTargets(): Promise<{ platforms: Array<{ platformId: string; registeredBy: string; evidenceType: string; primary: boolean }>; registrars: Array<{ keyHash: string }> }> {
+  const ownerHome = mkdtempSync(join(tmpdir(), 'owner-home-'));
+  for (const file of [CLIENT_KEY_FILE, CLIENT_CERT_FILE]) copyFileSync(join(home.casHome, file), join(ownerHome, file));
+  const casUrl = kubelet.primaryUrl();
+  writePinnedCertificate(new URL(casUrl), readFileSync(join(home.casHome, PINNED_DIR, 'mycas.confidential.svc_8081.pem'), 'utf8'), ownerHome);
+  const { stdout } = await promisify(execFile)(process.execPath, [casCliPath(), 'backup', 'list', '--cas', casUrl, '--output', 'json'], {
+    env: { PATH: process.env['PATH'], CAS_HOME: ownerHome },
+  });
+  return JSON.parse(stdout) as Awaited<ReturnType<typeof listBackupTargets>>;
+}

@@ -20,6 +20,10 @@ import { createSelfSignedCertificate } from '../../tls/certificates.js';
  *   server-owned metadata. It does not track field ownership across several managers.
  * - A built-in StatefulSet controller creates the claims of `volumeClaimTemplates` and pod `NAME-0`, as the
  *   real controller does, so tests can check that claims survive a re-run. Readiness is set by the test.
+ * - A built-in DaemonSet controller keeps one pod on every Node that matches the pod template's
+ *   `nodeSelector` (taints, tolerations and affinity are ignored) and counts ready pods in the DaemonSet's
+ *   status. It reacts to DaemonSet and Node writes and to `addNode`; it does not roll pods when the
+ *   template changes. New pods are passed to `onObjectWritten`, where a test kubelet can run them.
  * - No admission, defaulting or schema validation: the manifest tests validate the schemas.
  */
 
@@ -157,6 +161,21 @@ export class TestApiServer {
 
   all(): StoredObject[] {
     return [...this.objects.values()];
+  }
+
+  /** Adds a ready Node, as a node joining the cluster, and lets the DaemonSet controller schedule on it. */
+  addNode(name: string, labels: Record<string, string> = {}): StoredObject {
+    const node = this.put({ apiVersion: 'v1', kind: 'Node', metadata: { name, labels }, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    this.reconcileDaemonSets();
+    return node;
+  }
+
+  /** Marks a pod Running and Ready, as its kubelet would, and updates the counts of its DaemonSet. */
+  setPodReady(namespace: string, name: string): void {
+    const pod = this.get('v1', 'Pod', namespace, name);
+    if (pod === undefined) throw new Error(`no pod ${namespace}/${name}`);
+    pod['status'] = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
+    this.reconcileDaemonSets();
   }
 
   /** Marks the StatefulSet's pod ready and its rollout complete, as the kubelet and controller would. */
@@ -395,6 +414,7 @@ export class TestApiServer {
       return sendStatus(res, 409, 'Conflict', `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${object['metadata'].uid}`);
     }
     this.objects.delete(key);
+    if (type.kind === 'Node' || type.kind === 'DaemonSet') this.reconcileDaemonSets();
     sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: type.resource } });
   }
 
@@ -460,9 +480,67 @@ export class TestApiServer {
         this.put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `${name}-0`, namespace, labels: object['spec'].template.metadata.labels }, spec: object['spec'].template.spec, status: { phase: 'Pending' } });
       }
       const status = object['status'] ?? {};
-      object['status'] = { ...status, observedGeneration: object['metadata'].generation, replicas: 1, readyReplicas: status.readyReplicas ?? 0 };
+      // As the controller does, a new generation gets a new update revision; the rollout is complete only
+      // when setStatefulSetReady makes it the current revision too.
+      object['status'] = { ...status, observedGeneration: object['metadata'].generation, replicas: 1, readyReplicas: status.readyReplicas ?? 0, updateRevision: `${name}-rev${object['metadata'].generation}` };
     }
+    if (object['kind'] === 'DaemonSet' || object['kind'] === 'Node') this.reconcileDaemonSets();
     this.onObjectWritten?.(object);
+  }
+
+  /**
+   * Plays the DaemonSet controller: one pod per matching Node (named NAME-RANDOM, with `spec.nodeName`
+   * and a controller ownerReference), pods on vanished or no longer matching nodes and of deleted
+   * DaemonSets removed, and the status counts recomputed.
+   */
+  private reconcileDaemonSets(): void {
+    const daemonSets = this.all().filter((object) => object['kind'] === 'DaemonSet');
+    const nodes = this.list('v1', 'Node');
+    const created: StoredObject[] = [];
+    for (const pod of this.all().filter((object) => object['kind'] === 'Pod')) {
+      const owner = (pod['metadata'].ownerReferences ?? []).find((reference: StoredObject) => reference.kind === 'DaemonSet');
+      if (owner === undefined) continue;
+      const daemonSet = daemonSets.find((candidate) => candidate['metadata'].uid === owner.uid);
+      const node = nodes.find((candidate) => candidate['metadata'].name === pod['spec'].nodeName);
+      if (daemonSet === undefined || node === undefined || !selectsNode(daemonSet, node)) {
+        this.objects.delete(this.key(typeForKind('v1', 'Pod'), pod['metadata'].namespace, pod['metadata'].name));
+      }
+    }
+    for (const daemonSet of daemonSets) {
+      const { namespace, name, uid } = daemonSet['metadata'];
+      const owned = this.list('v1', 'Pod', namespace).filter((pod) => (pod['metadata'].ownerReferences ?? []).some((reference: StoredObject) => reference.uid === uid));
+      const selected = nodes.filter((node) => selectsNode(daemonSet, node));
+      for (const node of selected) {
+        if (owned.some((pod) => pod['spec'].nodeName === node['metadata'].name)) continue;
+        const template = daemonSet['spec'].template;
+        const pod = this.put({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name: `${name}-${randomUUID().slice(0, 5)}`,
+            namespace,
+            labels: template.metadata?.labels ?? {},
+            ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name, uid, controller: true, blockOwnerDeletion: true }],
+          },
+          spec: { ...structuredClone(template.spec), nodeName: node['metadata'].name },
+          status: { phase: 'Pending' },
+        });
+        owned.push(pod);
+        created.push(pod);
+      }
+      const ready = owned.filter((pod) => (pod['status']?.conditions ?? []).some((condition: StoredObject) => condition.type === 'Ready' && condition.status === 'True'));
+      daemonSet['status'] = {
+        observedGeneration: daemonSet['metadata'].generation,
+        desiredNumberScheduled: selected.length,
+        currentNumberScheduled: owned.length,
+        numberReady: ready.length,
+        numberAvailable: ready.length,
+        numberUnavailable: selected.length - ready.length,
+        numberMisscheduled: 0,
+        updatedNumberScheduled: owned.length,
+      };
+    }
+    for (const pod of created) this.onObjectWritten?.(pod);
   }
 
   private key(type: ResourceType, namespace: string | undefined, name: string): string {
@@ -510,6 +588,13 @@ function checkIdentity(type: ResourceType, namespace: string | undefined, name: 
     return `metadata.namespace "${metadata.namespace}" does not match the URL namespace "${namespace}"`;
   }
   return undefined;
+}
+
+/** Whether every label of the DaemonSet's pod `nodeSelector` is on the node. */
+function selectsNode(daemonSet: StoredObject, node: StoredObject): boolean {
+  const selector: Record<string, string> = daemonSet['spec'].template.spec?.nodeSelector ?? {};
+  const labels: Record<string, string> = node['metadata'].labels ?? {};
+  return Object.entries(selector).every(([key, value]) => labels[key] === value);
 }
 
 function fieldValue(object: StoredObject, path: string): unknown {

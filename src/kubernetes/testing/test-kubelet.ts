@@ -1,8 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { pinFileName } from '../../client/home.js';
 import { startCasProcess, type CasProcess } from '../../server/testing/cas-process.js';
 import { casCliPath } from '../../testing/paths.js';
@@ -18,24 +18,45 @@ type Json = Record<string, any>;
  * variables are filled from the stored Secrets, the readiness probe is polled over HTTPS, and the pod's
  * API port is made reachable through the test API server's port-forward.
  *
- * NOTE: init containers are not run. The platform-directory `chown` needs root and a real node, and
- * `cas serve` creates its own platform key in simulation mode.
+ * It also runs the pods that the test API server's DaemonSet controller places on nodes. Their init
+ * containers run in order as real processes, and each node has its own hostPath directories. A failing
+ * init container is retried with back-off until it succeeds, and then the pod is marked ready. The main
+ * containers of those pods (`sleep infinity`) are not run.
+ *
+ * Cluster DNS: a service URL (`https://SERVICE.NAMESPACE.svc:PORT`) in a command word, and the pin file
+ * name derived from it, is rewritten to the loopback address of the running CAS process behind the
+ * service. While no CAS process is behind it, the attempt fails as a connection to a service without
+ * endpoints does.
+ *
+ * NOTE: the platform-directory `chown` init container is not run: it needs root. The kubelet creates each
+ * hostPath directory owned by the test's user with mode 0700, which is what that container produces.
  */
 export class TestKubelet {
   private readonly running = new Map<string, { generation: number; cas: CasProcess }>();
   private pending: Promise<void> = Promise.resolve();
+  private readonly daemonPods = new Map<string, Promise<void>>();
+  private readonly children = new Set<ChildProcess>();
+  private stopping = false;
   /** Output of every CAS process started, for checks that scan logs. */
   readonly logs: string[] = [];
+  /** Every init container run of a DaemonSet pod, in order. */
+  readonly initContainerRuns: Array<{ pod: string; node: string; container: string; code: number | null; output: string }> = [];
   failure: Error | undefined;
 
+  /**
+   * `primaryNode` places the StatefulSet's pod on that node, so that it shares the node's hostPath
+   * directories with the DaemonSet pod there; without it the primary has a node directory of its own.
+   */
   constructor(
     private readonly api: TestApiServer,
     private readonly root: string,
+    private readonly options: { primaryNode?: string } = {},
   ) {}
 
-  /** Starts reacting to StatefulSet writes. */
+  /** Starts reacting to StatefulSet writes and to DaemonSet pods placed on nodes. */
   attach(): void {
     this.api.onObjectWritten = (object) => {
+      if (object['kind'] === 'Pod') return this.admitDaemonPod(object);
       if (object['kind'] !== 'StatefulSet') return;
       const snapshot = structuredClone(object);
       this.pending = this.pending.then(() => this.reconcile(snapshot)).catch((error: unknown) => {
@@ -44,19 +65,53 @@ export class TestKubelet {
     };
   }
 
-  /**
-   * Runs the backup DaemonSet's registration init container for one node, as its pod on that node would,
-   * and returns its exit code and output. The node's platform directory is the hostPath directory of that
-   * node. `casAddress` replaces cluster DNS: the in-cluster CAS URL in the arguments and the pin file
-   * name are replaced by the loopback address of the running CAS.
-   */
-  async runBackupRegistration(daemonSet: Json, node: string, casAddress: { inClusterUrl: string; loopbackUrl: string }): Promise<{ code: number | null; output: string }> {
-    const podSpec: Json = daemonSet['spec'].template.spec;
-    const container: Json = podSpec['initContainers'].find((candidate: Json) => candidate.name === CONTAINER_NAMES.registerBackup);
-    const nodeRoot = join(this.root, 'nodes', node);
-    const mounts = (container['volumeMounts'] as Json[]).map((mount) => ({
+  /** Starts running a DaemonSet pod that was placed on a node, once. */
+  private admitDaemonPod(pod: Json): void {
+    const owned = (pod['metadata'].ownerReferences ?? []).some((reference: Json) => reference.kind === 'DaemonSet');
+    const key = `${pod['metadata'].namespace}/${pod['metadata'].name}`;
+    if (!owned || typeof pod['spec'].nodeName !== 'string' || this.stopping || this.daemonPods.has(key)) return;
+    const run = this.runDaemonPod(pod).catch((error: unknown) => {
+      this.failure ??= error instanceof Error ? error : new Error(String(error));
+    });
+    this.daemonPods.set(key, run);
+  }
+
+  /** Runs the pod's init containers until all succeed, with back-off between attempts, then marks the pod ready. */
+  private async runDaemonPod(pod: Json): Promise<void> {
+    const namespace: string = pod['metadata'].namespace;
+    const name: string = pod['metadata'].name;
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopping || this.api.get('v1', 'Pod', namespace, name) === undefined) return;
+      if (await this.runInitContainers(pod)) {
+        this.api.setPodReady(namespace, name);
+        return;
+      }
+      // The real kubelet starts at 10 s and doubles up to 5 min; a test cannot wait that long.
+      await sleep(Math.min(100 * 2 ** attempt, 2000));
+    }
+  }
+
+  /** Runs each init container of the pod once, in order; returns false at the first that fails. */
+  private async runInitContainers(pod: Json): Promise<boolean> {
+    const namespace: string = pod['metadata'].namespace;
+    const podName: string = pod['metadata'].name;
+    const node: string = pod['spec'].nodeName;
+    for (const container of (pod['spec'].initContainers ?? []) as Json[]) {
+      if (container['name'] === CONTAINER_NAMES.preparePlatform) continue;
+      const { code, output } = await this.runContainer(pod, container);
+      this.initContainerRuns.push({ pod: podName, node, container: container['name'], code, output });
+      this.api.setPodLog(namespace, podName, container['name'], output);
+      if (code !== 0) return false;
+    }
+    return true;
+  }
+
+  /** Runs one container's command as a process, with its volume mounts mapped to the node's directories. */
+  private async runContainer(pod: Json, container: Json): Promise<{ code: number | null; output: string }> {
+    const nodeRoot = join(this.root, 'nodes', pod['spec'].nodeName);
+    const mounts = ((container['volumeMounts'] ?? []) as Json[]).map((mount) => ({
       mountPath: mount.mountPath as string,
-      dir: this.podVolumeDir(daemonSet, mount.name, nodeRoot),
+      dir: this.podVolumeDir(pod, mount.name, nodeRoot),
     }));
     mounts.sort((a, b) => b.mountPath.length - a.mountPath.length);
     const remap = (text: string): string => {
@@ -64,36 +119,63 @@ export class TestKubelet {
       return mount === undefined ? text : mount.dir + text.slice(mount.mountPath.length);
     };
 
-    const inCluster = new URL(casAddress.inClusterUrl);
-    const loopback = new URL(casAddress.loopbackUrl);
-    const words = [...(container['command'] as string[]), ...(container['args'] as string[])].map((word) =>
-      word
-        .replace(IMAGE_CAS_CLI, casCliPath())
-        .replace(pinFileName(inCluster), pinFileName(loopback))
-        .replace(inCluster.origin, loopback.origin),
-    ).map(remap);
+    let words = [...((container['command'] ?? []) as string[]), ...((container['args'] ?? []) as string[])].map((word) => word.replace(IMAGE_CAS_CLI, casCliPath()));
+    for (const serviceUrl of new Set(words.flatMap((word) => word.match(/https:\/\/[a-z0-9-]+\.[a-z0-9-]+\.svc(?::\d+)?/g) ?? []))) {
+      const inCluster = new URL(serviceUrl);
+      const loopback = this.resolveService(inCluster);
+      if (loopback === undefined) return { code: 1, output: `test kubelet: service ${inCluster.host} has no endpoints\n` };
+      words = words.map((word) => word.replace(pinFileName(inCluster), pinFileName(loopback)).replace(inCluster.origin, loopback.origin));
+    }
+    words = words.map(remap);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] };
     for (const variable of (container['env'] ?? []) as Json[]) env[variable.name] = remap(variable.value);
 
     return new Promise((resolve, reject) => {
       const child = spawn(words[0]!, words.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      this.children.add(child);
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
       child.on('error', reject);
-      child.on('close', (code) => resolve({ code, output }));
+      child.on('close', (code) => {
+        this.children.delete(child);
+        resolve({ code, output });
+      });
     });
   }
 
-  /** Returns the host directory behind one volume of a DaemonSet pod on the node whose root is `nodeRoot`. */
-  private podVolumeDir(workload: Json, volumeName: string, nodeRoot: string): string {
-    const namespace: string = workload['metadata'].namespace;
-    const volume: Json | undefined = workload['spec'].template.spec.volumes.find((candidate: Json) => candidate.name === volumeName);
+  /**
+   * Returns the loopback URL of the running CAS behind a service URL: the Service's selector must match the
+   * pod template of a StatefulSet whose CAS process runs.
+   */
+  private resolveService(url: URL): URL | undefined {
+    const [service, namespace] = url.hostname.split('.');
+    const selector: Record<string, string> | undefined = this.api.get('v1', 'Service', namespace, service!)?.['spec']?.selector;
+    if (selector === undefined) return undefined;
+    for (const [key, { cas }] of this.running) {
+      const [runningNamespace, statefulSetName] = key.split('/');
+      if (runningNamespace !== namespace) continue;
+      const labels: Record<string, string> = this.api.get('apps/v1', 'StatefulSet', namespace, statefulSetName!)?.['spec'].template.metadata.labels ?? {};
+      if (Object.entries(selector).every(([label, value]) => labels[label] === value)) return new URL(cas.url);
+    }
+    return undefined;
+  }
+
+  /**
+   * Returns the host directory behind one volume of a DaemonSet pod on the node whose root is `nodeRoot`.
+   * Secret volumes show the Secret as it is now, as the kubelet refreshes them.
+   */
+  private podVolumeDir(pod: Json, volumeName: string, nodeRoot: string): string {
+    const namespace: string = pod['metadata'].namespace;
+    const podRoot = join(nodeRoot, 'pods', pod['metadata'].name);
+    const volume: Json | undefined = pod['spec'].volumes.find((candidate: Json) => candidate.name === volumeName);
     if (volume === undefined) throw new Error(`volume ${volumeName} is mounted but not defined`);
     if (volume['hostPath'] !== undefined) return makeDir(join(nodeRoot, 'host', volume['hostPath'].path));
-    if (volume['emptyDir'] !== undefined) return makeDir(join(nodeRoot, 'pod', 'empty', volumeName));
+    if (volume['emptyDir'] !== undefined) return makeDir(join(podRoot, 'empty', volumeName));
     if (volume['secret'] !== undefined) {
-      const dir = makeDir(join(nodeRoot, 'pod', 'secrets', volumeName));
+      const dir = join(podRoot, 'secrets', volumeName);
+      rmSync(dir, { recursive: true, force: true });
+      makeDir(dir);
       const secret = this.api.get('v1', 'Secret', namespace, volume['secret'].secretName);
       if (secret === undefined && volume['secret'].optional !== true) throw new Error(`secret ${volume['secret'].secretName} not found`);
       for (const [file, value] of Object.entries((secret?.['data'] ?? {}) as Record<string, string>)) {
@@ -119,6 +201,9 @@ export class TestKubelet {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    for (const child of this.children) child.kill('SIGTERM');
+    await Promise.all(this.daemonPods.values());
     await this.pending;
     for (const { cas } of this.running.values()) {
       await cas.stop();
@@ -140,6 +225,10 @@ export class TestKubelet {
       this.running.delete(key);
     }
 
+    if (this.options.primaryNode !== undefined) {
+      const pod = this.api.get('v1', 'Pod', namespace, `${name}-0`);
+      if (pod !== undefined) pod['spec'] = { ...pod['spec'], nodeName: this.options.primaryNode };
+    }
     const cas = await this.startPod(statefulSet);
     this.running.set(key, { generation, cas });
     await this.waitReady(cas, statefulSet);
@@ -182,7 +271,10 @@ export class TestKubelet {
 
     const volume: Json | undefined = statefulSet['spec'].template.spec.volumes.find((candidate: Json) => candidate.name === volumeName);
     if (volume === undefined) throw new Error(`volume ${volumeName} is mounted but not defined`);
-    if (volume['hostPath'] !== undefined) return makeDir(join(this.root, 'node', volume['hostPath'].path));
+    if (volume['hostPath'] !== undefined) {
+      const nodeRoot = this.options.primaryNode === undefined ? join(this.root, 'node') : join(this.root, 'nodes', this.options.primaryNode, 'host');
+      return makeDir(join(nodeRoot, volume['hostPath'].path));
+    }
     if (volume['emptyDir'] !== undefined) return makeDir(join(this.root, 'pod', 'empty', volumeName));
     if (volume['secret'] !== undefined) {
       const dir = makeDir(join(this.root, 'pod', 'secrets', volumeName));
