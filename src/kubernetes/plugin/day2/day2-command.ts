@@ -8,6 +8,7 @@ import type { PluginIo } from '../provision-cas.js';
 import { isProvisioned, readPublicKeys, type Day2Target } from './inspect-verbs.js';
 import { parseDuration } from '../../cluster/duration.js';
 import { downloadNewestSnapshot } from './local-backup.js';
+import { recoverDeployment } from './recovery.js';
 import { upgradeDeployment, upgradeImage } from './upgrade.js';
 import { writeReport } from './report.js';
 import { formatChecks, verifyDeployment } from './verify.js';
@@ -21,9 +22,10 @@ export interface Day2Flags {
   includeSecrets?: boolean;
   localBackup?: string;
   upgrade?: string;
+  casDatabaseRecovery?: string;
 }
 
-const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report', localBackup: '--local-backup', upgrade: '--upgrade' } as const;
+const VERB_FLAGS = { isProvisioned: '--is-provisioned', verify: '--verify', printPublicKeys: '--print-public-keys', report: '--report', localBackup: '--local-backup', upgrade: '--upgrade', casDatabaseRecovery: '--cas-database-recovery' } as const;
 
 /** Adds the day-2 verb flags to `kubectl provision cas`. */
 export function addDay2Options(command: Command): Command {
@@ -34,6 +36,7 @@ export function addDay2Options(command: Command): Command {
     .option('--report <FILE>', 'write a .tar.gz with the rendered manifests, object states, events and recent pod logs (Secret values redacted)')
     .option('--include-secrets', 'with --report: keep Secret values instead of redacting them')
     .option('--upgrade <VERSION>', 'roll a healthy CAS to image tag VERSION (or a whole image reference): backup registration pods first, then the primary; give the flags of the deployment as on any re-run')
+    .option('--cas-database-recovery <DIR>', 'restart the primary from snapshot directory DIR (a name such as snapshot-20260101T000000.000Z) on the snapshot claim, then remove the flag again; changes after the snapshot are lost')
     .option('--local-backup <DIR>', 'copy the newest valid snapshot of the deployed CAS (manifest, database, key store) into DIR/SNAPSHOT and verify it');
 }
 
@@ -90,6 +93,12 @@ export async function runDay2Verb(
       const image = upgradeImage(flags.upgrade!);
       const objects = renderManifests(kube.namespace, flags.dcapApi ?? DEFAULT_DCAP_API_KEY, image);
       const result = await upgradeDeployment(target, objects, image, parseDuration(flags.timeout ?? '5m'));
+      if (output !== undefined) write(result, '');
+      return 0;
+    }
+    case 'casDatabaseRecovery': {
+      const objects = renderManifests(kube.namespace, flags.dcapApi ?? DEFAULT_DCAP_API_KEY);
+      const result = await recoverDeployment(target, objects, flags.casDatabaseRecovery!, parseDuration(flags.timeout ?? '5m'));
       if (output !== undefined) write(result, '');
       return 0;
     }

@@ -257,3 +257,37 @@ describe('kubectl provision cas --upgrade', () => {
     }
   });
 });
+
+describe('kubectl provision cas --cas-database-recovery', () => {
+  it('rejects a name that is not a snapshot', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--cas-database-recovery', '../etc'], env);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /invalid --cas-database-recovery "\.\.\/etc"/);
+  });
+
+  it('rejects a snapshot that does not exist', async () => {
+    const run = await runPlugin(['cas', 'mycas', '--cas-database-recovery', 'snapshot-20000101T000000.000Z'], env);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /snapshot snapshot-20000101T000000\.000Z is not on the snapshot claim; valid snapshots: snapshot-/);
+  });
+
+  it('restarts the primary from the snapshot once', async () => {
+    const listed = await runPlugin(['cas', 'mycas', '--local-backup', join(root, 'before-recovery'), '-o', 'json'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const snapshot = (JSON.parse(listed.stdout) as { snapshot: string }).snapshot;
+
+    const run = await runPlugin(['cas', 'mycas', '--cas-database-recovery', snapshot, '--timeout', '40s', '-o', 'json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { snapshot: string; restoredAgeSeconds: number; auditSeq: number };
+    assert.equal(result.snapshot, snapshot);
+    assert.ok(result.restoredAgeSeconds >= 0);
+    assert.match(run.stderr, new RegExp(`the primary started from ${snapshot}, created .*: the restored state is \\d+ s old`));
+    assert.match(run.stderr, /serverside-applied without --cas-database-recovery/);
+
+    const restored = kubelet.logLines().filter((line) => line.includes('restored the database from a snapshot'));
+    assert.equal(restored.length, 1, 'the snapshot is restored exactly once');
+    assert.ok(restored[0]!.includes(snapshot));
+    const args = api.get('apps/v1', 'StatefulSet', NAMESPACE, 'mycas')!['spec'].template.spec.containers[0].args as string[];
+    assert.equal(args.includes('--cas-database-recovery'), false, 'the flag is removed after the recovery');
+  });
+});
