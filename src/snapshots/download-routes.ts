@@ -9,7 +9,7 @@ import type { CasOwner } from '../server/provisioning.js';
 import { listSnapshots } from './inspect.js';
 import { MANIFEST_FILE, parseSnapshotName } from './names.js';
 
-/** Largest range one request returns, so neither side holds a whole database in memory. */
+/** Largest range one request returns, so that neither side keeps a whole database in memory. */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** The files of a snapshot directory that can be downloaded. */

@@ -142,7 +142,7 @@ export class ServerObserver {
   }
 }
 
-/** The `error.code` of a CAS error body (see http-errors.ts), or undefined for other bodies. */
+/** Returns the `error.code` of a CAS error body (see http-errors.ts), or undefined for other bodies. */
 function errorCodeOf(payload: string): string | undefined {
   try {
     const code = (JSON.parse(payload) as { error?: { code?: unknown } }).error?.code;

@@ -160,8 +160,10 @@ describe('cas status and metrics against cas serve', () => {
     assert.equal(owner.backupPlatforms.length, 1);
     assert.equal(owner.backupPlatforms[0]?.thisInstance, true);
     assert.equal(owner.lease.kind, 'lockfile');
-    assert.ok('heldByThisInstance' in owner.lease && owner.lease.heldByThisInstance);
-    assert.ok('expiresAt' in owner.lease && owner.lease.expiresAt !== null && Date.parse(owner.lease.expiresAt) > Date.parse('2020-01-01'));
+    const lease = owner.lease as { heldByThisInstance?: boolean; expiresAt?: string | null };
+    assert.equal(lease.heldByThisInstance, true);
+    assert.equal(typeof lease.expiresAt, 'string');
+    assert.ok(Date.parse(lease.expiresAt!) > Date.parse('2020-01-01'));
     assert.equal(owner.webhook, null);
 
     // The head names an entry that is on disk: its seq and hash are those of one line of the log file.

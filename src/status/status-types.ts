@@ -41,7 +41,7 @@ export interface SnapshotStatus {
   newest: { name: string; createdAt: string; ageSeconds: number } | null;
   /** The newest attempt of this process; null until the first snapshot interval has passed. */
   lastAttempt: SnapshotAttempt | null;
-  /** Why the snapshot directory could not be listed, if it could not. */
+  /** Error message of listing the snapshot directory, when listing failed. */
   problem?: string;
 }
 

@@ -28,7 +28,7 @@ export const DEFAULT_WEBHOOK_CAPACITY = 10_000;
 
 /**
  * Forwards every audit entry to a webhook (`cas serve --audit-webhook URL`), one POST per entry in
- * sequence order, so a receiver sees gaps only where entries were dropped. A failed POST (network error,
+ * sequence order, so the sequence numbers a receiver gets have gaps only where entries were dropped. A failed POST (network error,
  * timeout or a status other than 2xx) is retried with exponential backoff; after `maxAttempts` the entry
  * is dropped and counted. The queue is bounded: when it is full, new entries are dropped and counted, the
  * status reports `queueFull`, and `cas_audit_webhook_queue_full` is 1. The audit log on disk keeps every
@@ -146,7 +146,8 @@ export class AuditWebhook {
       return response.ok ? undefined : `HTTP ${response.status}`;
     } catch (error) {
       const cause = (error as { cause?: { code?: unknown } }).cause?.code;
-      return typeof cause === 'string' ? cause : error instanceof Error ? error.message : String(error);
+      if (typeof cause === 'string') return cause;
+      return error instanceof Error ? error.message : String(error);
     }
   }
 }

@@ -8,7 +8,7 @@ import type { CasStatus } from '../../status/status-types.js';
 /**
  * `cas status`: prints the role, mode, version and health of a CAS and, for its owner, sessions,
  * snapshots, audit head, backup platforms, lease and audit webhook. The server's certificate is checked
- * against the pin in CAS_HOME when there is one; otherwise the output says that it was not verified.
+ * against the pin in CAS_HOME when there is one; otherwise the output states that it was not verified.
  */
 export function register(program: Command): void {
   program

@@ -10,8 +10,8 @@ export const SERVICE_MONITOR_API_VERSION = `${SERVICE_MONITOR_GROUP}/v1`;
 const SCRAPE_INTERVAL = '30s';
 
 /**
- * Builds a ServiceMonitor that tells a Prometheus Operator to scrape the `metrics` port of the CAS
- * Service (plain HTTP, see docs/operations.md). The plugin renders it only when the cluster serves
+ * Builds a ServiceMonitor, with which a Prometheus Operator scrapes the `metrics` port of the CAS Service
+ * (plain HTTP, see docs/operations.md). The plugin renders it only when the cluster serves
  * monitoring.coreos.com/v1, because applying it elsewhere fails.
  */
 export function casServiceMonitor(options: CasDeploymentOptions): KubeObject {

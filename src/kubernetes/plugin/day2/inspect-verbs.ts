@@ -8,7 +8,7 @@ import { isNotFound, kubeApiError } from '../../cluster/api-errors.js';
 import { objectNames } from '../../manifests/names.js';
 import { attestDeployedCas, connectDeployedCas, readStatus, type DeployedCas } from './deployed-cas.js';
 
-/** What every day-2 verb needs: the deployment's name and namespace, the cluster, and how to reach the CAS. */
+/** Target of a day-2 verb: the deployment's name and namespace, the cluster, and how to reach the CAS. */
 export interface Day2Target {
   name: string;
   namespace: string;
@@ -52,7 +52,7 @@ const CONNECTION_ATTEMPTS = 3;
 /**
  * Runs `use` with a connection to the deployed CAS and closes the connection afterwards. When a connection
  * fails (CONNECTION_FAILED, such as a port-forward stream reset), `use` runs again on a new connection, up
- * to three times; `use` must therefore only read.
+ * to three times. So `use` must only read.
  */
 export async function withDeployedCas<T>(target: Day2Target, use: (cas: DeployedCas) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt += 1) {

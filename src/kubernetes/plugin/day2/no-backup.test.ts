@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startPluginFixture, TEST_NAMESPACE, type PluginFixture } from '../../testing/plugin-fixture.js';
 import { runPlugin } from '../../testing/plugin-process.js';
 
-/** `kubectl provision cas --no-backup`: the deployment leaves out the backup DaemonSet and says what that costs. */
+/** `kubectl provision cas --no-backup`: the deployment leaves out the backup DaemonSet and warns about the cost. */
 
 let fixture: PluginFixture;
 

@@ -14,7 +14,7 @@ import { verifyDeployment } from './verify.js';
 
 const POLL_INTERVAL_MS = 1000;
 
-/** What the upgrade compares before and after rolling the primary. */
+/** CAS state that the upgrade compares before and after rolling the primary. */
 interface DurableState {
   certificateSha256: string;
   auditSeq: number;
@@ -46,8 +46,8 @@ export function upgradeImage(version: string): string {
  *    so each backup target is registered by the new version before the primary changes.
  * 4. Apply the StatefulSet with the new image and wait for the primary's rollout.
  * 5. Attest again and compare: the same CAS identity, an audit head at or after the recorded one, and every
- *    recorded snapshot still listed. The claims are never touched, so a failure here means the new version
- *    misread the data; the old snapshots and audit log stay on their claims for a rollback.
+ *    recorded snapshot still listed. The claims are never touched, so a failure here means that the new
+ *    version misread the data. The old snapshots and audit log stay on their claims for a rollback.
  *
  * `objects` are the manifests rendered from the same flags with the new image, as on any re-run.
  */
