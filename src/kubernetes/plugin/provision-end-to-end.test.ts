@@ -167,12 +167,35 @@ describe('kubectl provision cas end to end', () => {
     assert.equal(listed.platforms.length, NODES.length + 1);
   });
 
+  it('retries until the registrar is authorized again', async () => {
+    await casAsOwner(['backup', 'revoke-registrar', registrarKeyHash()]);
+    api.addNode('node-d');
+    // Two rejected attempts in the same pod: the second must replace the identity copies of the first.
+    for (let attempt = 0; attempt < 300; attempt++) {
+      const rejected = kubelet.initContainerRuns.filter((run) => run.node === 'node-d' && /only the CAS owner may register/.test(run.output));
+      if (rejected.length >= 2) break;
+      await sleep(100);
+    }
+    const runs = kubelet.initContainerRuns.filter((run) => run.node === 'node-d');
+    assert.ok(runs.filter((run) => /only the CAS owner may register/.test(run.output)).length >= 2, JSON.stringify(runs));
+    assert.ok(runs.every((run) => run.code !== 0), JSON.stringify(runs));
+
+    const rerun = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], env);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.ok(rerun.stderr.includes(`authorized the backup registrar (key sha256 ${registrarKeyHash()}) to register nodes`), rerun.stderr);
+    await waitForReadyNodes(NODES.length + 2);
+    const listed = await listBackupTargets();
+    const entry = listed.platforms.find((platform) => platform.platformId === nodePlatformId('node-d'));
+    assert.ok(entry, `node-d is not registered: ${JSON.stringify(listed.platforms)}`);
+    assert.equal(entry.registeredBy, registrarKeyHash());
+  });
+
   it('re-run keeps the owner and reconciles', async () => {
     const second = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], env);
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stderr, /CAS "mycas" was already provisioned; its owner is unchanged/);
     assert.ok(second.stderr.includes(`the backup registrar (key sha256 ${registrarKeyHash()}) was already authorized`), second.stderr);
-    assert.match(second.stderr, /3 of 3 nodes registered as backup targets/);
+    assert.match(second.stderr, /4 of 4 nodes registered as backup targets/);
     assert.equal(api.list('v1', 'PersistentVolumeClaim', NAMESPACE).length, 3);
   });
 
@@ -247,14 +270,23 @@ function nodePlatformId(node: string): string {
   return simulationPlatform(createPrivateKey(readFileSync(keyFile, 'utf8'))).id;
 }
 
-/** Runs `cas backup list --output json` as the owner, against the running primary's loopback address. */
+/** Runs `cas backup list --output json` as the owner. */
 async function listBackupTargets(): Promise<{ platforms: Array<{ platformId: string; registeredBy: string; evidenceType: string; primary: boolean }>; registrars: Array<{ keyHash: string }> }> {
+  return JSON.parse(await casAsOwner(['backup', 'list', '--output', 'json'])) as Awaited<ReturnType<typeof listBackupTargets>>;
+}
+
+/**
+ * Runs the cas CLI with the owner's identity against the running primary's loopback address, from a copy
+ * of the owner's CAS_HOME, so that the pins in the plugin's CAS_HOME stay as the plugin left them.
+ * Returns stdout.
+ */
+async function casAsOwner(args: string[]): Promise<string> {
   const ownerHome = mkdtempSync(join(tmpdir(), 'owner-home-'));
   for (const file of [CLIENT_KEY_FILE, CLIENT_CERT_FILE]) copyFileSync(join(home.casHome, file), join(ownerHome, file));
   const casUrl = kubelet.primaryUrl();
   writePinnedCertificate(new URL(casUrl), readFileSync(join(home.casHome, PINNED_DIR, 'mycas.confidential.svc_8081.pem'), 'utf8'), ownerHome);
-  const { stdout } = await promisify(execFile)(process.execPath, [casCliPath(), 'backup', 'list', '--cas', casUrl, '--output', 'json'], {
+  const { stdout } = await promisify(execFile)(process.execPath, [casCliPath(), ...args, '--cas', casUrl], {
     env: { PATH: process.env['PATH'], CAS_HOME: ownerHome },
   });
-  return JSON.parse(stdout) as Awaited<ReturnType<typeof listBackupTargets>>;
+  return stdout;
 }
