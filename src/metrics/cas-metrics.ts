@@ -47,6 +47,27 @@ export interface MetricsWebhookView {
   queueFull(): boolean;
 }
 
+/**
+ * An unlabelled gauge that is absent from a scrape while `read` returns undefined. A plain prom-client
+ * gauge without labels always exposes a value (0 after a reset), which would read as a fresh snapshot or
+ * an empty database on a standby.
+ */
+class OptionalGauge extends Gauge {
+  constructor(
+    configuration: { name: string; help: string; registers: Registry[] },
+    private readonly read: () => number | undefined,
+  ) {
+    super(configuration);
+  }
+
+  override async get(): ReturnType<Gauge['get']> {
+    const value = this.read();
+    if (value === undefined) return { ...(await super.get()), values: [] };
+    this.set(value);
+    return super.get();
+  }
+}
+
 /** Seconds: from fast loopback requests up to attestation with collateral fetching. */
 const REQUEST_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Seconds: an fsync is usually below 10 ms; batches under load wait for the previous fsync. */
@@ -102,36 +123,21 @@ export class CasMetrics {
         this.set(view()?.leaseHeld() === true ? 1 : 0);
       },
     });
-    new Gauge({
-      name: METRIC_NAMES.sessions,
-      help: 'Number of sessions in the database; absent on a standby, which has no database open.',
-      registers,
-      collect() {
-        this.reset();
-        const server = view();
-        if (server !== undefined) this.set(server.sessionCount());
-      },
-    });
-    new Gauge({
-      name: METRIC_NAMES.snapshotNewestTimestamp,
-      help: 'Creation time of the newest valid snapshot, in seconds since the Unix epoch; absent when there is none.',
-      registers,
-      collect() {
-        this.reset();
+    new OptionalGauge({ name: METRIC_NAMES.sessions, help: 'Number of sessions in the database; absent on a standby, which has no database open.', registers }, () => view()?.sessionCount());
+    new OptionalGauge(
+      { name: METRIC_NAMES.snapshotNewestTimestamp, help: 'Creation time of the newest valid snapshot, in seconds since the Unix epoch; absent when there is none.', registers },
+      () => {
         const newest = view()?.newestSnapshotAt();
-        if (newest !== undefined) this.set(newest.getTime() / 1000);
+        return newest === undefined ? undefined : newest.getTime() / 1000;
       },
-    });
-    new Gauge({
-      name: METRIC_NAMES.snapshotNewestAge,
-      help: 'Seconds since the newest valid snapshot was created; absent when there is none. Alert when it exceeds a few snapshot intervals.',
-      registers,
-      collect() {
-        this.reset();
+    );
+    new OptionalGauge(
+      { name: METRIC_NAMES.snapshotNewestAge, help: 'Seconds since the newest valid snapshot was created; absent when there is none. Alert when it exceeds a few snapshot intervals.', registers },
+      () => {
         const newest = view()?.newestSnapshotAt();
-        if (newest !== undefined) this.set(Math.max(0, (Date.now() - newest.getTime()) / 1000));
+        return newest === undefined ? undefined : Math.max(0, (Date.now() - newest.getTime()) / 1000);
       },
-    });
+    );
 
     this.attestations = new Counter({ name: METRIC_NAMES.attestations, help: 'Service attestations by TEE type (sgx-dcap, tdx, sev-snp, simulated, unknown) and result (accepted or rejected).', labelNames: ['tee', 'result'], registers });
     this.rejections = new Counter({ name: METRIC_NAMES.rejections, help: 'API requests that failed, by the error code of the response (for example PERMISSION_DENIED, EVIDENCE_INVALID).', labelNames: ['code'], registers });
@@ -144,26 +150,14 @@ export class CasMetrics {
     this.auditEntries = new Counter({ name: METRIC_NAMES.auditEntries, help: 'Audit entries appended, by event type.', labelNames: ['event'], registers });
 
     const webhook = (): MetricsWebhookView | undefined => this.webhook;
-    new Gauge({
-      name: METRIC_NAMES.webhookQueueLength,
-      help: 'Audit entries waiting for delivery to the audit webhook; absent without --webhook.',
-      registers,
-      collect() {
-        this.reset();
+    new OptionalGauge({ name: METRIC_NAMES.webhookQueueLength, help: 'Audit entries waiting for delivery to the audit webhook; absent without --audit-webhook.', registers }, () => webhook()?.queueLength());
+    new OptionalGauge(
+      { name: METRIC_NAMES.webhookQueueFull, help: 'Whether the audit webhook queue is full (1), so that new entries are dropped for the webhook (the audit log keeps them); absent without --audit-webhook.', registers },
+      () => {
         const queue = webhook();
-        if (queue !== undefined) this.set(queue.queueLength());
+        return queue === undefined ? undefined : queue.queueFull() ? 1 : 0;
       },
-    });
-    new Gauge({
-      name: METRIC_NAMES.webhookQueueFull,
-      help: 'Whether the audit webhook queue is full (1), so that new entries are dropped for the webhook (the audit log keeps them); absent without --webhook.',
-      registers,
-      collect() {
-        this.reset();
-        const queue = webhook();
-        if (queue !== undefined) this.set(queue.queueFull() ? 1 : 0);
-      },
-    });
+    );
     this.webhookDeliveries = new Counter({ name: METRIC_NAMES.webhookDeliveries, help: 'Delivery attempts to the audit webhook, by result (delivered, retry, failed).', labelNames: ['result'], registers });
     this.webhookDropped = new Counter({ name: METRIC_NAMES.webhookDropped, help: 'Audit entries not forwarded to the webhook because its queue was full or delivery failed after every retry.', registers });
   }
