@@ -52,7 +52,8 @@ export function registerStatusRoute(app: CasApp, context: StatusRouteContext): v
         location: store.location,
         holder: holder?.id ?? null,
         holderPlatformId: holder?.platformId ?? null,
-        heldByThisInstance: holder?.platformId === context.platformId && holder?.pid === process.pid,
+        // The server serves only while its elector holds a valid lease, so serving means holding it.
+        heldByThisInstance: holder !== undefined && context.serving(),
         fencingToken: record?.token ?? null,
         renewedAt: record?.renewedAt ?? null,
         // Informational: holders and standbys time the lease with monotonic clocks, not with this wall-clock time.
