@@ -115,6 +115,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
   await waitForPrimary(kube.config, options.namespace, options.name, request.timeoutMs, say);
 
   let registrar: { keyHash: string; created: boolean } | undefined;
+  let registrarAuthorized = false;
   // Runs while the CAS is still reachable (the port-forward is open), so that the owner can authorize the
   // registrar over the connection pinned to the attested certificate.
   const result = await provisionThroughCluster(request, kube.config, options, token, say, detail, async (connectUrl, provisioned) => {
@@ -125,6 +126,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
     try {
       const { added } = await authorizeBackupRegistrar({ connectUrl, casCertificatePem: provisioned.certificatePem, registrarKeyHash: registrar.keyHash });
+      registrarAuthorized = true;
       say(
         added
           ? `authorized the backup registrar (key sha256 ${registrar.keyHash}) to register nodes as backup targets`
@@ -154,6 +156,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     certificateSha256: result.certificateSha256,
     pinnedUrls: result.pinnedUrls,
     backupRegistrarKeyHash: registrar?.keyHash ?? null,
+    backupRegistrarAuthorized: registrar === undefined ? null : registrarAuthorized,
   });
 }
 

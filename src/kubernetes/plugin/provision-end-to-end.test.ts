@@ -122,7 +122,8 @@ describe('kubectl provision cas end to end', () => {
   });
 
   it('authorizes the registrar as the owner', () => {
-    const result = JSON.parse(first.stdout) as { backupRegistrarKeyHash: string; clientKeyHash: string };
+    const result = JSON.parse(first.stdout) as { backupRegistrarKeyHash: string; backupRegistrarAuthorized: boolean };
+    assert.equal(result.backupRegistrarAuthorized, true);
     assert.ok(first.stderr.includes(`authorized the backup registrar (key sha256 ${result.backupRegistrarKeyHash}) to register nodes as backup targets`), first.stderr);
     const ownerKey = readFileSync(join(home.casHome, CLIENT_KEY_FILE), 'utf8');
     assert.equal(first.stdout.includes(ownerKey) || first.stderr.includes(ownerKey), false);
