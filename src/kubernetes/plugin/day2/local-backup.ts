@@ -19,10 +19,11 @@ export interface LocalBackupResult {
 }
 
 /**
- * `--local-backup DIR`: attests the deployed CAS, downloads its newest valid snapshot (manifest, database,
- * key store) over a connection bound to the attested certificate, and verifies the copy: the manifest
- * signature, each file's size and SHA-256, and that the manifest was signed by this CAS's identity. The
- * files arrive in `DIR/.partial-NAME` and are renamed to `DIR/NAME` only after they verify.
+ * `--local-backup DIR`: attests the deployed CAS and downloads its newest valid snapshot (manifest,
+ * database, key store) over a connection bound to the attested certificate. The copy must then pass the
+ * checks of the manifest signature and of each file's size and SHA-256, and the manifest must be signed by
+ * this CAS's identity. The files arrive in `DIR/.partial-NAME` and are renamed to `DIR/NAME` only after
+ * they verify.
  */
 export async function downloadNewestSnapshot(target: Day2Target, directory: string): Promise<LocalBackupResult> {
   const deployment = await requireDeployment(target);

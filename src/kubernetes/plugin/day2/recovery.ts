@@ -21,9 +21,9 @@ export interface RecoveryResult {
 /**
  * `--cas-database-recovery SNAPSHOT`: starts the primary from the named snapshot on its snapshot claim.
  *
- * 1. When the CAS answers, check that the snapshot is listed and valid (an unreachable CAS is the usual
+ * 1. When the CAS responds, check that the snapshot is listed and valid. An unreachable CAS is the usual
  *    reason to recover, so then the check is left to `cas serve`, which verifies the snapshot with its
- *    platform key before it replaces anything).
+ *    platform key before it replaces anything.
  * 2. Apply the StatefulSet with `--cas-database-recovery` and wait for the primary: the pod restores the
  *    snapshot (the replaced database is moved aside, never deleted) and records the restore in the audit log.
  * 3. Apply the StatefulSet without the flag and wait again, so a later pod restart does not restore the
