@@ -2,6 +2,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { CasError } from '../errors/cas-error.js';
 import { verifySimulatedEvidence } from '../server/evidence/simulation.js';
 import { certificateFingerprint } from '../tls/certificates.js';
+import { isHardwareEvidenceType, verifyCasHardwareEvidence, type CasCollateralOptions, type CasExpectations } from './cas-evidence.js';
 import { connectUnverified } from './connect.js';
 import { casHome, writePinnedCertificate } from './home.js';
 
@@ -10,6 +11,8 @@ export interface AttestResult {
   mode: 'simulation' | 'hardware';
   certificateSha256: string;
   pinnedAt: string;
+  /** Hardware mode: the verified TEE type, TCB status and measurements. */
+  evidence?: { teeType: string; tcbStatus: string; advisoryIds: string[]; measurements: Record<string, unknown> };
 }
 
 /**
@@ -18,7 +21,13 @@ export interface AttestResult {
  * own certificate pinned. Simulated evidence is accepted only with `acceptSimulation`, because it proves
  * nothing about the code that runs.
  */
-export async function attestCas(options: { cas?: string; acceptSimulation: boolean; home?: string }): Promise<AttestResult> {
+export async function attestCas(options: {
+  cas?: string;
+  acceptSimulation: boolean;
+  home?: string;
+  /** How to verify hardware evidence: the expected measurements and where collateral comes from. */
+  hardware?: { expectations: CasExpectations; collateral: CasCollateralOptions };
+}): Promise<AttestResult> {
   const home = options.home ?? casHome();
   const { client } = await connectUnverified(options.cas, home);
   const nonce = randomBytes(32).toString('hex');
@@ -26,8 +35,27 @@ export async function attestCas(options: { cas?: string; acceptSimulation: boole
   const presented = response.presentedCertificateDer;
   const evidenceType = (response.evidence as { type?: unknown } | undefined)?.type;
 
+  if (isHardwareEvidenceType(evidenceType)) {
+    // NOTE: the server side is untested: a hardware-mode CAS needs a TEE, which the test machines lack. This
+    // path is tested with a recorded quote (cas-evidence.test.ts); /v1/attestation must return evidence
+    // whose report data is reportDataFor(nonce bytes, DER of the CAS certificate).
+    const result = await verifyCasHardwareEvidence(response.evidence, {
+      nonce,
+      certificateDer: presented,
+      expectations: options.hardware?.expectations ?? { variants: [], security: { tolerate: [], ignoreAdvisories: [] } },
+      collateral: options.hardware?.collateral ?? {},
+    });
+    const certificatePem = new X509Certificate(presented).toString();
+    writePinnedCertificate(client.casUrl, certificatePem, home);
+    return {
+      url: client.casUrl.origin,
+      mode: 'hardware',
+      certificateSha256: certificateFingerprint(presented),
+      pinnedAt: new Date().toISOString(),
+      evidence: { teeType: result.teeType, tcbStatus: result.tcbStatus, advisoryIds: result.advisoryIds, measurements: { ...result.measurements } },
+    };
+  }
   if (evidenceType !== 'simulation') {
-    // NOTE: CAS platforms seal keys only in simulation mode in this build, so no hardware CAS evidence exists yet.
     throw new CasError('EVIDENCE_INVALID', `the CAS at ${client.casUrl.origin} sent evidence of type "${String(evidenceType)}", which this client cannot verify`);
   }
   if (!options.acceptSimulation) {

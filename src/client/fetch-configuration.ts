@@ -1,5 +1,4 @@
-import { openPlatform } from '../store/index.js';
-import { createSimulatedEvidence } from '../server/evidence/simulation.js';
+import { collectServiceEvidence, type ServiceEvidence, type ServiceEvidenceOptions } from './evidence.js';
 import { createSelfSignedCertificate, spkiOfCertificate } from '../tls/certificates.js';
 import type { CasClient, ServiceConfiguration } from './cas-client.js';
 
@@ -12,6 +11,10 @@ export interface FetchConfigurationOptions {
   hostArguments: string[];
   /** Untrusted host input: values for `\@\@NAME` environment keys. */
   hostEnvironment: Record<string, string>;
+  /** Where evidence comes from (default: `auto`, which falls back to simulation without a TEE). */
+  evidence?: Omit<ServiceEvidenceOptions, 'platformDir'>;
+  /** Told which source produced the evidence, before it is sent. */
+  onEvidence?: (evidence: ServiceEvidence) => void;
 }
 
 /**
@@ -20,16 +23,17 @@ export interface FetchConfigurationOptions {
  * connection with the same key. CAS checks that the connection's key is the attested one, so only the
  * holder of the ephemeral key receives the configuration.
  *
- * NOTE: only simulated evidence, signed with the simulation platform key, is produced here. A service in a
- * TEE would obtain a quote over the same binding instead.
+ * The evidence is a quote from configfs-tsm (TDX, SEV-SNP) or Gramine (SGX) when one of them is present or
+ * forced, and simulated evidence signed with the platform key otherwise; see collectServiceEvidence.
  */
 export async function fetchConfiguration(client: CasClient, options: FetchConfigurationOptions): Promise<ServiceConfiguration> {
   const ephemeral = await createSelfSignedCertificate({ commonName: 'cas service', usage: 'client', validDays: 1 });
   const attestedClient = client.withClientKey(ephemeral.privateKeyPem, ephemeral.certificatePem);
 
   const { nonce } = await attestedClient.requestNonce();
-  const platform = await openPlatform({ mode: 'simulation', platformDir: options.platformDir });
-  const evidence = createSimulatedEvidence(platform, 'service-key', nonce, spkiOfCertificate(ephemeral.certificatePem));
+  const collected = await collectServiceEvidence({ source: 'auto', ...options.evidence, platformDir: options.platformDir }, nonce, spkiOfCertificate(ephemeral.certificatePem));
+  options.onEvidence?.(collected);
+  const evidence = collected.evidence;
 
   return attestedClient.fetchConfiguration({
     session: options.session,

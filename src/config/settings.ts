@@ -18,6 +18,25 @@ const listenSchema = z.string().transform((text, ctx) => {
 });
 
 const nonEmptyPath = z.string().min(1, 'must not be empty');
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, 'expected an http:// or https:// URL');
+
+/**
+ * Where the verifiers of hardware evidence get collateral and trust anchors; see docs/attestation.md. The
+ * DCAP API key is not a setting: it comes from CAS_DCAP_API_KEY or the file named here, and is never logged.
+ */
+const hardwareAttestationSettings = {
+  /** Intel PCS base URL (default https://api.trustedservices.intel.com); excludes pccsUrl. */
+  pcsUrl: httpUrl.optional(),
+  /** PCCS base URL, used instead of Intel PCS. */
+  pccsUrl: httpUrl.optional(),
+  dcapApiKeyFile: nonEmptyPath.optional(),
+  /** PEM of the trusted Intel SGX Root CA; the embedded Intel certificate when absent. */
+  intelRootCaFile: nonEmptyPath.optional(),
+  /** PEM of the pinned AMD ARK; SEV-SNP reports are rejected without it. */
+  amdArkFile: nonEmptyPath.optional(),
+  /** AMD KDS base URL (default https://kdsintf.amd.com). */
+  kdsUrl: httpUrl.optional(),
+};
 
 export const serverSettingsSchema = z
   .object({
@@ -47,6 +66,7 @@ export const serverSettingsSchema = z
     leaseDurationSeconds: z.number().int().min(1).max(3600),
     /** Name of the Kubernetes Lease object (--lease kubernetes). */
     leaseName: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a DNS label: lower-case letters, digits and -, at most 63 characters'),
+    ...hardwareAttestationSettings,
   })
   .strict();
 
@@ -72,6 +92,12 @@ export interface ServerSettingsInput {
   lease?: string;
   leaseDurationSeconds?: number | string;
   leaseName?: string;
+  pcsUrl?: string;
+  pccsUrl?: string;
+  dcapApiKeyFile?: string;
+  intelRootCaFile?: string;
+  amdArkFile?: string;
+  kdsUrl?: string;
 }
 
 /** Command-line flag for each settings key, so that validation messages name what the operator typed. */
@@ -91,6 +117,12 @@ const FLAG_FOR_KEY: Record<string, string> = {
   lease: '--lease',
   leaseDurationSeconds: '--lease-duration',
   leaseName: '--lease-name',
+  pcsUrl: '--pcs-url',
+  pccsUrl: '--pccs-url',
+  dcapApiKeyFile: '--dcap-api-key-file',
+  intelRootCaFile: '--intel-root-ca',
+  amdArkFile: '--amd-ark',
+  kdsUrl: '--kds-url',
 };
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -123,7 +155,7 @@ export function loadServerSettings(input: ServerSettingsInput, cwd: string = pro
   };
   if (candidate.provisioningTokenFile === undefined) delete candidate.provisioningTokenFile;
 
-  const result = serverSettingsSchema.safeParse(candidate);
+  const result = serverSettingsSchema.safeParse({ ...candidate, ...hardwareAttestationInput(input) });
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path.map(String).join('.') || '(settings)';
@@ -143,7 +175,20 @@ export function loadServerSettings(input: ServerSettingsInput, cwd: string = pro
     snapshotDir: absolute(settings.snapshotDir),
     auditLog: absolute(settings.auditLog),
     ...(settings.provisioningTokenFile === undefined ? {} : { provisioningTokenFile: absolute(settings.provisioningTokenFile) }),
+    ...(settings.dcapApiKeyFile === undefined ? {} : { dcapApiKeyFile: absolute(settings.dcapApiKeyFile) }),
+    ...(settings.intelRootCaFile === undefined ? {} : { intelRootCaFile: absolute(settings.intelRootCaFile) }),
+    ...(settings.amdArkFile === undefined ? {} : { amdArkFile: absolute(settings.amdArkFile) }),
   };
+}
+
+/** The hardware attestation keys that the input sets; absent keys stay absent (no defaults here). */
+function hardwareAttestationInput(input: ServerSettingsInput): Partial<Record<keyof typeof hardwareAttestationSettings, string>> {
+  const out: Partial<Record<keyof typeof hardwareAttestationSettings, string>> = {};
+  for (const key of Object.keys(hardwareAttestationSettings) as Array<keyof typeof hardwareAttestationSettings>) {
+    const value = input[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
 }
 
 /** Parses `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (host 127.0.0.1); returns undefined when malformed. */

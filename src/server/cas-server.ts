@@ -21,6 +21,7 @@ import type { CasApp } from './app-types.js';
 import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
 import { loadOrCreateCasIdentity } from './cas-identity.js';
 import { ConfigurationService } from './configuration.js';
+import { createHardwareEvidenceVerifier, type ReportDataBinding } from './evidence/hardware.js';
 import { createErrorHandler } from './http-errors.js';
 import { NonceRegistry, randomNonce, type NonceGenerator } from './nonces.js';
 import { Provisioning } from './provisioning.js';
@@ -39,6 +40,20 @@ export interface CasServerOptions {
    * and the HTTP API cannot, so a deployed CAS always uses 32 random bytes.
    */
   nonceGenerator?: NonceGenerator;
+  /**
+   * Test-only seam that replaces `reportDataFor` in the check of hardware evidence. Recorded quotes carry
+   * fixed report data, which no nonce and key can reproduce (the binding is a hash), so a test that
+   * verifies a recorded quote end to end pins the nonce (nonceGenerator) and maps it to the recorded report
+   * data here. Like nonceGenerator, only code that calls this factory can set it; `cas serve` and the HTTP
+   * API cannot, so a deployed CAS always requires `reportDataFor(nonce, client key)`.
+   */
+  reportDataBinding?: ReportDataBinding;
+  /**
+   * Test-only clock for verifying hardware evidence (collateral validity windows and the collateral
+   * cache), so recorded evidence verifies at the time its collateral was current. Not reachable from the
+   * CLI or the HTTP API.
+   */
+  attestationClock?: () => Date;
   /** Called once when the CAS cannot go on (a snapshot failed); the caller closes the server and exits. */
   onFatal?: (error: CasError) => void;
   /** How long opening waits for another process's lock on cas.db, in milliseconds (see CasDatabase.open). */
@@ -103,6 +118,12 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
     const commit = createCommit(db, auditLog);
     const nonces = new NonceRegistry({ ttlMs: settings.nonceTtlSeconds * 1000, generate: options.nonceGenerator ?? randomNonce });
     const sessions = new SessionService(db, commit, logger);
+    const hardware = await createHardwareEvidenceVerifier({
+      settings,
+      logger,
+      ...(options.attestationClock === undefined ? {} : { now: options.attestationClock }),
+      ...(options.reportDataBinding === undefined ? {} : { reportDataBinding: options.reportDataBinding }),
+    });
     const configuration = new ConfigurationService(sessions, nonces, {
       append: async (entry) => {
         const head = await auditLog.append(entry);
@@ -110,7 +131,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
         return head;
       },
       hmac: (value) => auditLog.hmac(value),
-    }, logger);
+    }, logger, hardware);
 
     const app = fastify({
       https: {

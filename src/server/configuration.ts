@@ -3,6 +3,14 @@ import { CasError, isCasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
 import { resolveImports, resolveServiceConfig } from '../secrets/index.js';
 import type { ClientKey } from './client-identity.js';
+import {
+  attestedDetails,
+  evaluateServiceEvidence,
+  isHardwareVerified,
+  rejectedAuditDetails,
+  rejectionLogFields,
+  type HardwareEvidenceVerifier,
+} from './evidence/hardware.js';
 import { verifyEvidence } from './evidence/verify.js';
 import type { NonceRegistry } from './nonces.js';
 import type { SessionService } from './sessions.js';
@@ -29,6 +37,8 @@ export class ConfigurationService {
     private readonly nonces: NonceRegistry,
     private readonly audit: { append(entry: AuditEventInput): Promise<AuditHead>; hmac(value: string): string },
     private readonly logger: Logger,
+    /** Verifies SGX, TDX and SEV-SNP evidence; without it only simulated evidence is accepted. */
+    private readonly hardware?: HardwareEvidenceVerifier,
   ) {}
 
   /** Verifies and releases; `log` is the request's logger, so log lines carry the request id. */
@@ -55,7 +65,8 @@ export class ConfigurationService {
     this.nonces.consume(request.nonce, client.keyHash);
     // The evidence is checked before the session is looked up, so a caller without valid evidence learns
     // nothing about which sessions and services exist.
-    const verified = await verifyEvidence(request.evidence, { nonce: request.nonce, publicKeyDer: client.spkiDer });
+    const binding = { nonce: request.nonce, publicKeyDer: client.spkiDer };
+    const verified = (await this.hardware?.verify(request.evidence, binding)) ?? (await verifyEvidence(request.evidence, binding));
 
     const stored = this.sessions.load(request.session);
     if (stored === undefined) {
@@ -75,18 +86,17 @@ export class ConfigurationService {
         { details: { session: request.session, service: request.service } },
       );
     }
-    if (!verified.simulated) {
-      // NOTE: hardware evidence verifiers plug into verifyEvidence; matching their claims against the
-      // service's attestation variants belongs here once one is registered.
-      throw new CasError('ATTESTATION_REJECTED', `evidence of type "${verified.type}" cannot yet be matched against the attestation policy of session "${request.session}"`);
+    if (!verified.simulated && !isHardwareVerified(verified)) {
+      throw new CasError('ATTESTATION_REJECTED', `evidence of type "${verified.type}" cannot be matched against the attestation policy of session "${request.session}"`);
     }
+    if (isHardwareVerified(verified)) evaluateServiceEvidence(verified, service, stored.session);
 
     await this.audit.append({
       event: 'service.attested',
       actor: { kind: 'service', session: request.session, service: request.service },
       target: { session: request.session, service: request.service },
       outcome: 'success',
-      details: { evidenceType: 'simulated', measurements: {}, tcbStatus: 'NotApplicable' },
+      details: isHardwareVerified(verified) ? attestedDetails(verified) : { evidenceType: 'simulated', measurements: {}, tcbStatus: 'NotApplicable' },
     });
 
     // Imports are resolved again, so the service receives the exporters' current values.
@@ -104,13 +114,14 @@ export class ConfigurationService {
 
   /** Audits a rejected request; a failure to do so is logged and does not hide the rejection itself. */
   private async recordRejection(request: ConfigurationRequest, error: CasError, log: Logger): Promise<void> {
+    log.warn({ session: request.session, service: request.service, code: error.code, reason: error.message, ...rejectionLogFields(error) }, 'configuration request rejected');
     try {
       await this.audit.append({
         event: 'service.rejected',
         actor: { kind: 'service', session: request.session, service: request.service },
         target: { session: request.session, service: request.service },
         outcome: 'denied',
-        details: { reason: error.code },
+        details: { reason: error.code, ...rejectedAuditDetails(error) },
       });
     } catch (auditError) {
       log.error({ err: auditError, session: request.session, service: request.service }, 'could not audit a rejected configuration request');

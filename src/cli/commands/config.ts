@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { connectPinned } from '../../client/connect.js';
 import { fetchConfiguration } from '../../client/fetch-configuration.js';
 import { DEFAULTS } from '../../config/defaults.js';
+import { addEvidenceOptions, evidenceOptions, reportEvidenceSource, type EvidenceFlags } from '../evidence-options.js';
 
 /** `cas config fetch`: attests and prints a service's configuration as JSON (for debugging and tests). */
 export function register(program: Command): void {
   const config = program.command('config').description('fetch service configurations');
-  config
+  const fetch = config
     .command('fetch')
     .description('attest as a service and print its configuration, secrets included, as JSON on stdout')
     .requiredOption('--session <name>', 'session name')
@@ -14,8 +15,9 @@ export function register(program: Command): void {
     .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
     .option('--platform-dir <dir>', 'directory of this machine\'s platform key, which signs the simulated evidence (default ~/.cas-platform)')
     .option('--output <format>', 'json (the only format)', 'json')
-    .argument('[args...]', 'host arguments that fill @@1, @@2, ... (untrusted input)')
-    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string }) => {
+    .argument('[args...]', 'host arguments that fill @@1, @@2, ... (untrusted input)');
+  addEvidenceOptions(fetch)
+    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string } & EvidenceFlags) => {
       const { client } = await connectPinned(flags.cas);
       const configuration = await fetchConfiguration(client, {
         session: flags.session,
@@ -23,6 +25,8 @@ export function register(program: Command): void {
         platformDir: flags.platformDir ?? DEFAULTS.platformDir(),
         hostArguments: args,
         hostEnvironment: hostEnvironment(),
+        evidence: evidenceOptions(flags),
+        onEvidence: reportEvidenceSource,
       });
       process.stdout.write(JSON.stringify(configuration, null, 2) + '\n');
     });

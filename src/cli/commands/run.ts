@@ -3,6 +3,7 @@ import { connectPinned } from '../../client/connect.js';
 import { fetchConfiguration } from '../../client/fetch-configuration.js';
 import { commandToRun, runService, workingDirectory, writeInjectionFiles } from '../../client/run-service.js';
 import { DEFAULTS } from '../../config/defaults.js';
+import { addEvidenceOptions, evidenceOptions, reportEvidenceSource, type EvidenceFlags } from '../evidence-options.js';
 import { hostEnvironment } from './config.js';
 
 /**
@@ -10,15 +11,16 @@ import { hostEnvironment } from './config.js';
  * command with exactly the configured environment. Exits with the command's exit code.
  */
 export function register(program: Command): void {
-  program
+  const command = program
     .command('run')
     .description('attest as a service, write its injection files and run its command with its configured environment')
     .requiredOption('--session <name>', 'session name')
     .requiredOption('--service <name>', 'service name in the session')
     .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
     .option('--platform-dir <dir>', 'directory of this machine\'s platform key, which signs the simulated evidence (default ~/.cas-platform)')
-    .argument('[args...]', 'after --: arguments that fill @@1, @@2, ...; for a service without command, the command to run (untrusted input)')
-    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string }) => {
+    .argument('[args...]', 'after --: arguments that fill @@1, @@2, ...; for a service without command, the command to run (untrusted input)');
+  addEvidenceOptions(command)
+    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string } & EvidenceFlags) => {
       const { client } = await connectPinned(flags.cas);
       const configuration = await fetchConfiguration(client, {
         session: flags.session,
@@ -26,6 +28,8 @@ export function register(program: Command): void {
         platformDir: flags.platformDir ?? DEFAULTS.platformDir(),
         hostArguments: args,
         hostEnvironment: hostEnvironment(),
+        evidence: evidenceOptions(flags),
+        onEvidence: reportEvidenceSource,
       });
       const argv = commandToRun(configuration, args);
       // Checked first, so a missing working directory leaves no injection files behind.

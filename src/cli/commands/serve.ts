@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULTS } from '../../config/defaults.js';
+import { DEFAULTS, ENV_VARS } from '../../config/defaults.js';
 import { loadServerSettings, type ServerSettings } from '../../config/settings.js';
 import type { CasError } from '../../errors/cas-error.js';
 import type { Logger } from '../../logging/logger.js';
@@ -24,6 +24,12 @@ interface ServeFlags {
   metrics: boolean;
   auditWebhook?: string;
   auditWebhookQueue?: string;
+  pcsUrl?: string;
+  pccsUrl?: string;
+  dcapApiKeyFile?: string;
+  intelRootCa?: string;
+  amdArk?: string;
+  kdsUrl?: string;
 }
 
 /** `cas serve`: runs the CAS server until SIGTERM or SIGINT, then stops cleanly and exits 0. */
@@ -50,6 +56,12 @@ export function register(program: Command): void {
     .option('--no-metrics', 'do not serve Prometheus metrics')
     .option('--audit-webhook <url>', 'POST every audit entry as JSON to this http or https URL, with retries and a bounded queue; see docs/operations.md')
     .option('--audit-webhook-queue <entries>', 'audit entries the webhook queue holds before it drops new ones (default 10000)')
+    .option('--pcs-url <url>', 'Intel PCS base URL for SGX and TDX collateral (default https://api.trustedservices.intel.com)')
+    .option('--pccs-url <url>', 'take SGX and TDX collateral from this PCCS instead of Intel PCS')
+    .option('--dcap-api-key-file <file>', `file holding the Intel DCAP API key (default: the ${ENV_VARS.dcapApiKey} environment variable); the key is never a flag, so it does not show in ps`)
+    .option('--intel-root-ca <file>', 'PEM of the trusted Intel SGX Root CA (default: the embedded Intel certificate)')
+    .option('--amd-ark <file>', 'PEM of the pinned AMD ARK of your product line; without it SEV-SNP evidence is rejected')
+    .option('--kds-url <url>', 'AMD KDS base URL for VCEKs (default https://kdsintf.amd.com)')
     .action(async (flags: ServeFlags) => {
       const settings = loadServerSettings({
         ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
@@ -66,6 +78,12 @@ export function register(program: Command): void {
         ...(flags.lease === undefined ? {} : { lease: flags.lease }),
         ...(flags.leaseDuration === undefined ? {} : { leaseDurationSeconds: flags.leaseDuration }),
         ...(flags.leaseName === undefined ? {} : { leaseName: flags.leaseName }),
+        ...(flags.pcsUrl === undefined ? {} : { pcsUrl: flags.pcsUrl }),
+        ...(flags.pccsUrl === undefined ? {} : { pccsUrl: flags.pccsUrl }),
+        ...(flags.dcapApiKeyFile === undefined ? {} : { dcapApiKeyFile: flags.dcapApiKeyFile }),
+        ...(flags.intelRootCa === undefined ? {} : { intelRootCaFile: flags.intelRootCa }),
+        ...(flags.amdArk === undefined ? {} : { amdArkFile: flags.amdArk }),
+        ...(flags.kdsUrl === undefined ? {} : { kdsUrl: flags.kdsUrl }),
       });
       // Loaded here, so client commands do not pay for loading fastify and the server modules.
       const { casLogger, createCasServer } = await import('../../server/cas-server.js');
