@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULTS } from '../../config/defaults.js';
 import { CasError, isCasError } from '../../errors/cas-error.js';
 import { resourceLabel, applyObjects } from '../cluster/apply.js';
-import { authorizeBackupRegistrar, ensureBackupRegistrar } from '../cluster/backup-registrar.js';
+import { reconcileBackupRegistrar } from '../cluster/backup-registrar.js';
 import { loadKubeConfig, namespaceWithoutCluster, type KubeConfigFlags } from '../cluster/kube-config.js';
 import { forwardPodPort } from '../cluster/port-forward.js';
 import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
@@ -114,7 +114,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
 
   await waitForPrimary(kube.config, options.namespace, options.name, request.timeoutMs, say);
 
-  let registrar: { keyHash: string; created: boolean } | undefined;
+  let registrar: { keyHash: string } | undefined;
   let registrarAuthorized = false;
   // Runs while the CAS is still reachable (the port-forward is open), so that the owner can authorize the
   // registrar over the connection pinned to the attested certificate.
@@ -122,20 +122,33 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     await deleteProvisioningToken(kube.config, options.namespace, options.name);
     detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
     if (options.backup === false) return;
-    registrar = await ensureBackupRegistrar(kube.config, options.namespace, options.name, provisioned.certificatePem, (object) => say(`${resourceLabel(object)} serverside-applied`));
-    detail(`${registrar.created ? 'created' : 'kept'} the backup registrar identity (key sha256 ${registrar.keyHash}) that the registration pods use`);
+    const secret = `secret/${objectNames(options.name).backupRegistrarSecret}`;
     try {
-      const { added } = await authorizeBackupRegistrar({ connectUrl, casCertificatePem: provisioned.certificatePem, registrarKeyHash: registrar.keyHash });
+      const reconciled = await reconcileBackupRegistrar({
+        config: kube.config,
+        namespace: options.namespace,
+        name: options.name,
+        connectUrl,
+        casCertificatePem: provisioned.certificatePem,
+        onApplied: (object) => say(`${resourceLabel(object)} serverside-applied`),
+      });
+      registrar = reconciled;
       registrarAuthorized = true;
-      say(
-        added
-          ? `authorized the backup registrar (key sha256 ${registrar.keyHash}) to register nodes as backup targets`
-          : `the backup registrar (key sha256 ${registrar.keyHash}) was already authorized to register nodes as backup targets`,
-      );
+      if (reconciled.outcome === 'unchanged') {
+        say(`the backup registrar (key sha256 ${reconciled.keyHash}) was already authorized to register nodes as backup targets`);
+      } else if (reconciled.outcome === 'authorized') {
+        say(`authorized the backup registrar (key sha256 ${reconciled.keyHash}) to register nodes as backup targets`);
+      } else {
+        say(
+          `warning: the backup registrar key in ${secret} (sha256 ${reconciled.replacedKeyHash}) was not authorized (revoked, written by someone else, or left by an interrupted run), ` +
+            `so it was replaced by a new key (sha256 ${reconciled.keyHash}), which is authorized to register nodes as backup targets`,
+        );
+      }
     } catch (error) {
       // Someone other than the owner may re-run the plugin to reconcile the objects; only the owner can
       // authorize, so the run goes on and says what the owner must do.
       if (!isCasError(error, 'PERMISSION_DENIED')) throw error;
+      if (typeof error.details?.['registrarKeyHash'] === 'string') registrar = { keyHash: error.details['registrarKeyHash'] };
       say(`warning: ${error.message}`);
     }
   });

@@ -36,6 +36,7 @@ let kubeletRoot: string;
 let home: ReturnType<typeof scratchHome>;
 let env: Record<string, string>;
 let first: Awaited<ReturnType<typeof runPlugin>>;
+let currentRegistrarKeyHash: string | undefined;
 
 before(async () => {
   api = await TestApiServer.start();
@@ -168,8 +169,9 @@ describe('kubectl provision cas end to end', () => {
     assert.equal(listed.platforms.length, NODES.length + 1);
   });
 
-  it('retries until the registrar is authorized again', async () => {
-    await casAsOwner(['backup', 'revoke-registrar', registrarKeyHash()]);
+  it('replaces a revoked registrar key', async () => {
+    const revoked = registrarKeyHash();
+    await casAsOwner(['backup', 'revoke-registrar', revoked]);
     api.addNode('node-d');
     // Two rejected attempts in the same pod: the second must replace the identity copies of the first.
     for (let attempt = 0; attempt < 300; attempt++) {
@@ -181,14 +183,26 @@ describe('kubectl provision cas end to end', () => {
     assert.ok(runs.filter((run) => /only the CAS owner may register/.test(run.output)).length >= 2, JSON.stringify(runs));
     assert.ok(runs.every((run) => run.code !== 0), JSON.stringify(runs));
 
-    const rerun = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s'], env);
+    // The plugin never authorizes a stored key that the owner revoked: it writes and authorizes a new one.
+    const rerun = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--timeout', '40s', '-o', 'json'], env);
     assert.equal(rerun.code, 0, rerun.stderr);
-    assert.ok(rerun.stderr.includes(`authorized the backup registrar (key sha256 ${registrarKeyHash()}) to register nodes`), rerun.stderr);
+    const replacement = (JSON.parse(rerun.stdout) as { backupRegistrarKeyHash: string }).backupRegistrarKeyHash;
+    assert.notEqual(replacement, revoked);
+    assert.ok(rerun.stderr.includes(`(sha256 ${revoked}) was not authorized (revoked, written by someone else, or left by an interrupted run), so it was replaced by a new key (sha256 ${replacement})`), rerun.stderr);
+    const secret = api.get('v1', 'Secret', NAMESPACE, objectNames('mycas').backupRegistrarSecret)!;
+    assert.equal(keyHashOfCertificate(Buffer.from(secret['data']['client-cert.pem'], 'base64').toString('utf8')), replacement);
+    currentRegistrarKeyHash = replacement;
+
     await waitForReadyNodes(NODES.length + 2);
     const listed = await listBackupTargets();
+    assert.deepEqual(listed.registrars.map((registrar) => registrar.keyHash), [replacement]);
     const entry = listed.platforms.find((platform) => platform.platformId === nodePlatformId('node-d'));
     assert.ok(entry, `node-d is not registered: ${JSON.stringify(listed.platforms)}`);
-    assert.equal(entry.registeredBy, registrarKeyHash());
+    assert.equal(entry.registeredBy, replacement);
+    for (const node of [...NODES.slice(1), 'node-c']) {
+      const earlier = listed.platforms.find((platform) => platform.platformId === nodePlatformId(node));
+      assert.equal(earlier?.registeredBy, revoked, 'revoking a registrar keeps the platforms it registered');
+    }
   });
 
   it('re-run keeps the owner and reconciles', async () => {
@@ -247,8 +261,9 @@ describe('kubectl provision cas end to end', () => {
   });
 });
 
+/** The registrar key hash in the Secret now: the first run's, until a test replaces it. */
 function registrarKeyHash(): string {
-  return (JSON.parse(first.stdout) as { backupRegistrarKeyHash: string }).backupRegistrarKeyHash;
+  return currentRegistrarKeyHash ?? (JSON.parse(first.stdout) as { backupRegistrarKeyHash: string }).backupRegistrarKeyHash;
 }
 
 /** Waits until the DaemonSet counts this many ready pods, that is, registered nodes. */
