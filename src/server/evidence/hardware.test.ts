@@ -62,6 +62,7 @@ interface HardwareCas {
 }
 
 const PINNED_NONCE = Buffer.alloc(32, 0x5a);
+const DCAP_API_KEY = 'test-dcap-key-0b7e2f94c1d35a68';
 
 /** Starts a CAS in fresh directories, or again on the directories of an earlier one (`reuse`). */
 async function startHardwareCas(sample: Sample, reuse?: { dataDir: string; platformDir: string }): Promise<HardwareCas> {
@@ -78,7 +79,9 @@ async function startWithPcs(sample: Sample, pcs: HardwareCas['pcs'], reuse: { da
   const root = tempDir('hardware');
   const dir = reuse?.dataDir ?? join(root, 'data');
   const platformDir = reuse?.platformDir ?? join(root, 'platform');
-  const settings = loadServerSettings({ listen: '127.0.0.1:0', dataDir: dir, platformDir, pccsUrl: pcs.baseUrl, lease: 'none', logLevel: 'info' });
+  const dcapApiKeyFile = join(root, 'dcap-api-key');
+  writeFileSync(dcapApiKeyFile, `${DCAP_API_KEY}\n`, { mode: 0o600 });
+  const settings = loadServerSettings({ listen: '127.0.0.1:0', dataDir: dir, platformDir, pccsUrl: pcs.baseUrl, dcapApiKeyFile, lease: 'none', logLevel: 'info' });
   const logged: string[] = [];
   const destination = new PassThrough();
   destination.on('data', (chunk: Buffer) => logged.push(...chunk.toString('utf8').split('\n').filter((line) => line !== '')));
@@ -192,6 +195,11 @@ describe('hardware evidence through the CAS API (recorded SGX quote)', () => {
     // Collateral came from the PCS-like server, with the FMSPC of the quote's PCK certificate.
     assert.ok(cas.pcs.requests.some((request) => request.url.startsWith(`/sgx/certification/v4/tcb?fmspc=${collateralKeyForQuote(sgx.quote).fmspc}`)));
     assert.equal(readdirSync(join(cas.dataDir, 'collateral')).filter((name) => name.endsWith('.json')).length, 1);
+    // The DCAP API key from --dcap-api-key-file went to the PCS in its header, and into no log line.
+    assert.ok(cas.pcs.requests.length > 0 && cas.pcs.requests.every((request) => request.headers['ocp-apim-subscription-key'] === DCAP_API_KEY));
+    const lines = cas.logLines();
+    assert.ok(lines.some((line) => line['msg'] === 'hardware evidence verification configured' && line['dcapApiKeyConfigured'] === true));
+    assert.ok(!lines.some((line) => JSON.stringify(line).includes(DCAP_API_KEY)));
   });
 
   it('releases the configuration to a signer variant', async () => {

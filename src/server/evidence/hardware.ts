@@ -119,7 +119,7 @@ export async function createHardwareEvidenceVerifier(setup: HardwareVerifierSetu
   logger.info(
     {
       intelCollateral: settings.pccsUrl !== undefined ? { pccs: settings.pccsUrl } : { pcs: settings.pcsUrl ?? INTEL_PCS_URL },
-      dcapApiKey: apiKey === undefined ? 'absent' : 'set',
+      dcapApiKeyConfigured: apiKey !== undefined,
       collateralDir,
       intelRootCa: settings.intelRootCaFile ?? 'embedded',
       amdArk: settings.amdArkFile ?? 'none: SEV-SNP evidence is rejected',
