@@ -1,6 +1,7 @@
 // Runs every compiled test file under dist/ with Node's test runner.
 // Node 20's `--test` takes no globs, so this script finds the files itself.
 // Pass file-name fragments to run a subset: `node scripts/run-tests.mjs audit store`.
+// Every test has a 5-minute limit, so a hung test fails instead of stalling CI.
 // CAS_TEST_DIST names another build output directory (default: dist).
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -27,7 +28,7 @@ if (files.length === 0) {
 }
 console.error(`running ${files.length} test files: ${files.map((f) => relative(distSrc, f)).join(' ')}`);
 
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=300000', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
 });
 process.exit(result.status ?? 1);
