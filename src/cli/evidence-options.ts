@@ -18,7 +18,7 @@ export function addEvidenceOptions(command: Command): Command {
     .option('--gramine-attestation-path <dir>', 'Gramine attestation directory (default /dev/attestation)');
 }
 
-/** The evidence options of fetchConfiguration from the flags. */
+/** Converts the flags into the evidence options of fetchConfiguration. */
 export function evidenceOptions(flags: EvidenceFlags): Omit<ServiceEvidenceOptions, 'platformDir'> {
   return {
     source: parseEvidenceSource(flags.evidenceSource),

@@ -16,7 +16,7 @@ import { ENV_VARS } from '../config/defaults.js';
 import { CasError } from '../errors/cas-error.js';
 import { amdProductOfArk, HARDWARE_EVIDENCE_TYPES, INTEL_PCS_URL, INTEL_ROOT_CA_CRL_URL, nonceBytes, parseHardwareEvidence, type ReportDataBinding } from '../server/evidence/hardware.js';
 
-/** What `cas attest` requires of a hardware CAS, and where it gets collateral. */
+/** Requirements of `cas attest` for the evidence of a hardware CAS. */
 export interface CasExpectations {
   /** Accepted measurements; the evidence must satisfy at least one variant. */
   variants: AttestationVariant[];
@@ -142,7 +142,7 @@ function splitList(text: string | undefined): string[] {
   return (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
 }
 
-/** The DCAP API key for the client, from CAS_DCAP_API_KEY. */
+/** Returns the client's DCAP API key from CAS_DCAP_API_KEY, or undefined. */
 export function clientDcapApiKey(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const key = env[ENV_VARS.dcapApiKey]?.trim();
   return key === undefined || key === '' ? undefined : key;

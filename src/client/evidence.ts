@@ -27,7 +27,7 @@ export interface ServiceEvidenceOptions {
 export interface ServiceEvidence {
   /** The evidence object for `POST /v1/configuration`. */
   evidence: Record<string, unknown>;
-  /** Where it came from; `simulation` evidence proves nothing. */
+  /** Source of the evidence; `simulation` evidence proves nothing. */
   source: 'configfs-tsm' | 'gramine' | 'simulation';
   /** True when `auto` found no TEE interface and fell back to simulation. */
   fellBack: boolean;
@@ -61,7 +61,7 @@ async function chooseSource(options: ServiceEvidenceOptions): Promise<EvidenceSo
       return configfs();
     case 'auto': {
       const detected = await detectEvidenceSource({ configfsTsmPath: tsmPath, gramineAttestationPath: options.gramineAttestationPath ?? GRAMINE_ATTESTATION_PATH });
-      // detectEvidenceSource knows no entry name; build the configfs-tsm source again with it.
+      // detectEvidenceSource takes no entry name, so the configfs-tsm source is built again with it.
       return detected?.kind === 'configfs-tsm' ? configfs() : detected;
     }
     default:

@@ -11,7 +11,7 @@ export interface FetchConfigurationOptions {
   hostArguments: string[];
   /** Untrusted host input: values for `\@\@NAME` environment keys. */
   hostEnvironment: Record<string, string>;
-  /** Where evidence comes from (default: `auto`, which falls back to simulation without a TEE). */
+  /** Evidence source (default `auto`, which falls back to simulation without a TEE). */
   evidence?: Omit<ServiceEvidenceOptions, 'platformDir'>;
   /** Told which source produced the evidence, before it is sent. */
   onEvidence?: (evidence: ServiceEvidence) => void;

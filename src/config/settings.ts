@@ -21,7 +21,7 @@ const nonEmptyPath = z.string().min(1, 'must not be empty');
 const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, 'expected an http:// or https:// URL');
 
 /**
- * Where the verifiers of hardware evidence get collateral and trust anchors; see docs/attestation.md. The
+ * Collateral sources and trust anchors of the hardware evidence verifiers; see docs/attestation.md. The
  * DCAP API key is not a setting: it comes from CAS_DCAP_API_KEY or the file named here, and is never logged.
  */
 const hardwareAttestationSettings = {
@@ -181,7 +181,7 @@ export function loadServerSettings(input: ServerSettingsInput, cwd: string = pro
   };
 }
 
-/** The hardware attestation keys that the input sets; absent keys stay absent (no defaults here). */
+/** Returns the hardware attestation keys that the input sets; absent keys stay absent (no defaults here). */
 function hardwareAttestationInput(input: ServerSettingsInput): Partial<Record<keyof typeof hardwareAttestationSettings, string>> {
   const out: Partial<Record<keyof typeof hardwareAttestationSettings, string>> = {};
   for (const key of Object.keys(hardwareAttestationSettings) as Array<keyof typeof hardwareAttestationSettings>) {

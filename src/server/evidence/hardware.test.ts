@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { collateralKeyForQuote, parseCollateralFile, reportDataFor, verifyIntelQuote, type IntelCollateral } from '../../attestation/index.js';
+import { collateralKeyForQuote, parseCollateralFile, reportDataFor, verifyIntelQuote, verifySnpReport, type IntelCollateral } from '../../attestation/index.js';
 import { startPcs, stop, type Recorded } from '../../attestation/collateral/test-support.js';
 import type { CasClient } from '../../client/cas-client.js';
 import { fetchConfiguration } from '../../client/fetch-configuration.js';
 import { FILE_NAMES } from '../../config/defaults.js';
-import { loadServerSettings } from '../../config/settings.js';
+import { loadServerSettings, type ServerSettingsInput } from '../../config/settings.js';
 import { CasError } from '../../errors/cas-error.js';
 import { createLogger } from '../../logging/logger.js';
 import { openPlatform } from '../../store/index.js';
@@ -75,13 +76,18 @@ async function startHardwareCas(sample: Sample, reuse?: { dataDir: string; platf
   }
 }
 
-async function startWithPcs(sample: Sample, pcs: HardwareCas['pcs'], reuse: { dataDir: string; platformDir: string } | undefined): Promise<HardwareCas> {
+async function startWithPcs(
+  sample: Pick<Sample, 'reportData' | 'at'>,
+  pcs: HardwareCas['pcs'],
+  reuse: { dataDir: string; platformDir: string } | undefined,
+  extra: ServerSettingsInput = {},
+): Promise<HardwareCas> {
   const root = tempDir('hardware');
   const dir = reuse?.dataDir ?? join(root, 'data');
   const platformDir = reuse?.platformDir ?? join(root, 'platform');
   const dcapApiKeyFile = join(root, 'dcap-api-key');
   writeFileSync(dcapApiKeyFile, `${DCAP_API_KEY}\n`, { mode: 0o600 });
-  const settings = loadServerSettings({ listen: '127.0.0.1:0', dataDir: dir, platformDir, pccsUrl: pcs.baseUrl, dcapApiKeyFile, lease: 'none', logLevel: 'info' });
+  const settings = loadServerSettings({ listen: '127.0.0.1:0', dataDir: dir, platformDir, pccsUrl: pcs.baseUrl, dcapApiKeyFile, lease: 'none', logLevel: 'info', ...extra });
   const logged: string[] = [];
   const destination = new PassThrough();
   destination.on('data', (chunk: Buffer) => logged.push(...chunk.toString('utf8').split('\n').filter((line) => line !== '')));
@@ -207,7 +213,7 @@ describe('hardware evidence through the CAS API (recorded SGX quote)', () => {
     assert.equal(configuration.session, 'by-signer');
   });
 
-  it('refuses another measurement, naming the field with expected and actual values in body, log and audit', async () => {
+  it('refuses another MRENCLAVE with its mismatch', async () => {
     const error = await rejection((await attest('other-enclave')).send);
     assert.equal(error.code, 'ATTESTATION_REJECTED');
     assert.equal(error.details?.['status'], 403);
@@ -267,7 +273,7 @@ describe('hardware evidence through the CAS API (recorded SGX quote)', () => {
   it('refuses evidence labelled with another TEE type', async () => {
     const error = await rejection((await attest('by-mrenclave', () => ({ type: 'tdx', quote: sgx.quote.toString('base64') }))).send);
     assert.equal(error.code, 'EVIDENCE_INVALID');
-    assert.match(error.message, /labelled "tdx" but holds SGX evidence/);
+    assert.match(error.message, /labelled "tdx" but contains SGX evidence/);
   });
 
   it('verifies with the persisted collateral after a restart while the PCS is down', async () => {
@@ -317,7 +323,7 @@ services:
     return { base, entry };
   }
 
-  it('collects the quote from configfs-tsm, writing the binding to inblob, and receives the configuration', async () => {
+  it('releases configuration for a configfs-tsm quote', async () => {
     const { base, entry } = configfsLayout();
     let source = '';
     const configuration = await fetchConfiguration(cas.ownerClient, {
@@ -359,5 +365,63 @@ services:
     } finally {
       cas.pin.value = true;
     }
+  });
+});
+
+describe('SEV-SNP evidence through the CAS API (recorded Milan report)', () => {
+  const dir = join(samples, 'go-sev-guest/verify/testdata');
+  const report = readFileSync(join(dir, 'attestation.bin'));
+  const vcek = readFileSync(join(dir, 'vcek.testcer'));
+  const chainPem = readFileSync(join(dir, 'milan.testcer'), 'utf8');
+  const [askPem, arkPem] = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)!;
+  const at = new Date('2025-07-01T00:00:00Z');
+  const recorded = verifySnpReport(report, { vcek, ask: askPem!, trustedArks: [arkPem!], at });
+  const kdsRequests: string[] = [];
+  let kds: Server;
+  let cas: HardwareCas;
+
+  before(async () => {
+    // A KDS-like server: the VCEK for any Milan chip and TCB, and the ASK and ARK.
+    kds = createServer((request, response) => {
+      kdsRequests.push(request.url!);
+      const path = new URL(request.url!, 'http://127.0.0.1').pathname;
+      if (path === '/vcek/v1/Milan/cert_chain') response.end(chainPem);
+      else if (path.startsWith('/vcek/v1/Milan/')) response.end(vcek);
+      else response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => kds.listen(0, '127.0.0.1', resolve));
+    const arkFile = join(tempDir('ark'), 'ark.pem');
+    writeFileSync(arkFile, arkPem!);
+    const pcs = await startPcs(loadSample('sgx-v3-processor-ca').collateral, collateralKeyForQuote(loadSample('sgx-v3-processor-ca').quote));
+    cas = await startWithPcs({ reportData: recorded.reportData, at }, pcs, undefined, { amdArkFile: arkFile, kdsUrl: `http://127.0.0.1:${(kds.address() as AddressInfo).port}` });
+    await cas.ownerClient.createSession(`name: guest
+version: "0.3"
+services:
+  - name: app
+    command: /bin/app
+    attestation:
+      - snp: {measurement: ["${recorded.measurements.measurement!}"], policy: "0x${BigInt(recorded.measurements.policy!).toString(16)}"}
+security:
+  attestation:
+    tolerate: [debug-mode]
+`);
+  });
+
+  after(async () => {
+    await cas?.close();
+    kds?.closeAllConnections();
+    await new Promise<void>((resolve) => (kds === undefined ? resolve() : kds.close(() => resolve())));
+  });
+
+  it('releases the configuration for a matching measurement, with the VCEK from KDS', async () => {
+    const key = await newIdentity();
+    const client = cas.ownerClient.withClientKey(key.privateKeyPem, key.certificatePem);
+    const { nonce } = await client.requestNonce();
+    const configuration = await client.fetchConfiguration({ session: 'guest', service: 'app', nonce, evidence: { ...hardwareEvidence('snp', report) }, hostArguments: [], hostEnvironment: {} });
+    assert.equal(configuration.service, 'app');
+    assert.ok(kdsRequests.some((url) => url.startsWith(`/vcek/v1/Milan/${recorded.measurements.chipId!}?`)));
+    const attested = cas.auditEntries().filter((entry) => entry.event === 'service.attested').at(-1);
+    assert.equal(attested?.details['evidenceType'], 'sev-snp');
+    assert.equal(attested?.details['tcbStatus'], 'NotEvaluated');
   });
 });

@@ -82,7 +82,7 @@ export interface HardwareEvidenceVerifier {
 export interface HardwareVerifierSetup {
   settings: Pick<ServerSettings, 'dataDir' | 'pcsUrl' | 'pccsUrl' | 'dcapApiKeyFile' | 'intelRootCaFile' | 'amdArkFile' | 'kdsUrl'>;
   logger: Logger;
-  /** Environment that holds CAS_DCAP_API_KEY; defaults to process.env. */
+  /** Environment that contains CAS_DCAP_API_KEY; defaults to process.env. */
   env?: NodeJS.ProcessEnv;
   /** Test-only clock for collateral validity and the cache; the system clock otherwise. */
   now?: () => Date;
@@ -136,7 +136,7 @@ export async function createHardwareEvidenceVerifier(setup: HardwareVerifierSetu
       const parsed = parseHardwareEvidence(evidence);
       const result = await verifyHardwareEvidence(parsed.bytes, options);
       if (result.teeType !== parsed.type) {
-        throw new CasError('EVIDENCE_INVALID', `the evidence is labelled "${parsed.type}" but holds ${result.teeType.toUpperCase()} evidence`);
+        throw new CasError('EVIDENCE_INVALID', `the evidence is labelled "${parsed.type}" but contains ${result.teeType.toUpperCase()} evidence`);
       }
       checkReportData(result, expectedReportData(nonceBytes(binding.nonce), binding.publicKeyDer), binding, setup.reportDataBinding === undefined);
       return {
@@ -150,8 +150,8 @@ export async function createHardwareEvidenceVerifier(setup: HardwareVerifierSetu
 }
 
 /**
- * The nonce as bound into report data: the registry issues nonces as lower-case hex text, and the binding
- * covers the bytes that text encodes (32 bytes for a nonce of this CAS), not the text.
+ * Decodes a nonce for the report data binding. The registry issues nonces as lower-case hex text, and the
+ * binding covers the bytes that the text encodes (32 bytes for a nonce of this CAS), not the text.
  */
 export function nonceBytes(nonce: string): Buffer {
   if (!/^(?:[0-9a-f]{2})+$/.test(nonce)) throw new CasError('NONCE_INVALID', 'the nonce must be lower-case hex with an even number of digits');
@@ -208,9 +208,9 @@ export function attestedDetails(verified: HardwareVerifiedEvidence): AttestedDet
 }
 
 /**
- * The audit details of a rejected request beyond its error code: for a policy rejection of genuine
- * evidence, the evidence type, measurements, TCB status and advisories (the audit schema has no room for
- * the mismatch list, which the response and the log carry).
+ * Returns the audit details of a rejected request beyond its error code. For a policy rejection of genuine
+ * evidence, these are the evidence type, measurements, TCB status and advisories. The mismatch list goes
+ * to the response and the log only, because the audit schema has no field for it.
  */
 export function rejectedAuditDetails(error: CasError): Omit<RejectedDetails, 'reason'> {
   const evidence = rejectedEvidence(error);
@@ -284,7 +284,7 @@ async function readAnchor(file: string, flag: string): Promise<string> {
   return pem;
 }
 
-/** The product line that KDS serves for an ARK, from its subject (`CN=ARK-Milan`, `ARK-Genoa`, `ARK-Turin`). */
+/** Returns the KDS product line of an ARK, from its subject (`CN=ARK-Milan`, `ARK-Genoa`, `ARK-Turin`). */
 export function amdProductOfArk(pem: string, file: string): string {
   const subject = new X509Certificate(pem).subject;
   const product = /(?:^|\n)CN=ARK-([A-Za-z]+)/.exec(subject)?.[1];
