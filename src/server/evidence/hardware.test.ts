@@ -172,6 +172,7 @@ describe('hardware evidence through the CAS API (recorded SGX quote)', () => {
     await cas.ownerClient.createSession(sgxSession('by-signer', `      - signer: {mrsigner: "${mrsigner}", isvprodid: 0, isvsvn_min: 0}`));
     await cas.ownerClient.createSession(sgxSession('other-enclave', `      - mrenclave: ["${otherMrenclave}"]`));
     await cas.ownerClient.createSession(sgxSession('strict-tcb', `      - mrenclave: ["${mrenclave}"]`, ''));
+    await cas.ownerClient.createSession('name: dev-none\nversion: "0.3"\nservices:\n  - name: app\n    command: /bin/app\nsecurity:\n  attestation:\n    mode: none\n');
   });
 
   after(async () => {
@@ -240,6 +241,11 @@ describe('hardware evidence through the CAS API (recorded SGX quote)', () => {
         ['advisoryIds', 'not ignored: INTEL-SA-00289, INTEL-SA-00615'],
       ],
     );
+  });
+
+  it('admits genuine evidence to a mode none session without variants', async () => {
+    const configuration = await (await attest('dev-none')).send();
+    assert.equal(configuration.session, 'dev-none');
   });
 
   it('refuses evidence whose report data binds another nonce', async () => {
