@@ -66,9 +66,22 @@ describe('hostile requests', () => {
     const order: string[] = [];
     const creating = strangerClient.createSession(session('rsa-keys', `secrets:\n${secrets}`)).then(() => order.push('created'));
     // Generating the keys on the event loop kept every other request waiting until the create finished.
+    await new Promise((resolve) => setTimeout(resolve, 300));
     await rawRequest(cas.url, { method: 'GET', path: HEALTH_PATHS.liveness }).then(() => order.push('alive'));
     await creating;
     assert.deepEqual(order, ['alive', 'created']);
+  });
+
+  it('lets other writers go on while RSA keys are generated', async () => {
+    const secrets = Array.from({ length: 8 }, (_, i) => `  - {name: k${i}, kind: private-key, key_type: RSA-3072}\n`).join('');
+    const order: string[] = [];
+    const creating = strangerClient.createSession(session('rsa-slow', `secrets:\n${secrets}`)).then(() => order.push('slow'));
+    // The keys were generated while the write gate was held, so every other change waited for them. The
+    // pause lets the slow request reach the server first; eight RSA-3072 keys take far longer than that.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await ownerClient.createSession(session('quick')).then(() => order.push('quick'));
+    await creating;
+    assert.deepEqual(order, ['quick', 'slow']);
   });
 
   it('rejects a YAML alias bomb as an invalid session, not an internal error', async () => {

@@ -3,7 +3,7 @@ import type { Logger } from '../logging/logger.js';
 import { isAllowed, parentNamespaces } from '../policy/access.js';
 import { parseSession, renderSessionForRead, sessionHash } from '../policy/index.js';
 import type { Session } from '../policy/types.js';
-import { createImportResolver, generateSecrets, type GeneratedSecrets } from '../secrets/index.js';
+import { createImportResolver, generateSecrets, resolveImports, type GeneratedSecrets } from '../secrets/index.js';
 import type { CasDatabase, SessionRecord } from '../store/index.js';
 import type { ClientKey } from './client-identity.js';
 import type { CommitChange } from './provisioning.js';
@@ -48,13 +48,16 @@ export class SessionService {
       });
     }
 
-    return this.db.writeGate.run(async () => {
-      if (this.db.getSession(session.name) !== undefined) {
-        throw new CasError('SESSION_EXISTS', `session "${session.name}" already exists; use cas session update to change it`, { details: { session: session.name } });
-      }
-      this.checkParentAllows(session.name, client);
+    // Secrets are generated before the write gate is taken, because generating keys can take minutes for a
+    // large session and every other writer (configuration releases too) would wait meanwhile. The checks run
+    // before, so a request that will be rejected generates nothing, and again under the gate.
+    this.checkCreatable(session.name, client);
+    const pending = { session, secrets: { format: 1, secrets: {}, imports: {} } as GeneratedSecrets };
+    const secrets = await generateSecrets(session, undefined, this.importer(pending));
 
-      const secrets = await generateSecrets(session, undefined, this.importer({ session, secrets: { format: 1, secrets: {}, imports: {} } }));
+    return this.db.writeGate.run(async () => {
+      this.checkCreatable(session.name, client);
+      await this.checkImportsUnchanged(pending, secrets);
       const hash = sessionHash(session);
       const now = new Date().toISOString();
       const record: SessionRecord = { name: session.name, hash, text, creatorKeyHash: client.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
@@ -73,20 +76,15 @@ export class SessionService {
       throw new CasError('INVALID_ARGUMENT', `the session document is named "${session.name}" but the request updates "${name}"`, { details: { session: name } });
     }
 
-    return this.db.writeGate.run(async () => {
-      const current = this.requireAllowed(name, client, 'update');
-      if (session.predecessor === undefined) {
-        throw new CasError('SESSION_CONFLICT', `updating session "${name}" needs predecessor: ${current.record.hash} (its current hash); cas session update fills it in`, {
-          details: { session: name, current: current.record.hash },
-        });
-      }
-      if (session.predecessor !== current.record.hash) {
-        throw new CasError('SESSION_CONFLICT', `session "${name}" changed since this update was prepared: predecessor is ${session.predecessor} but the current hash is ${current.record.hash}; read the session again and reapply the change`, {
-          details: { session: name, predecessor: session.predecessor, current: current.record.hash },
-        });
-      }
+    // As in create, secrets are generated before the write gate is taken and the checks run again under it.
+    // An update whose predecessor is still the current hash replaces the version the secrets were made from.
+    const prepared = this.checkUpdatable(name, session, client);
+    const pending = { session, secrets: prepared.secrets };
+    const secrets = await generateSecrets(session, prepared.secrets, this.importer(pending));
 
-      const secrets = await generateSecrets(session, current.secrets, this.importer({ session, secrets: current.secrets }));
+    return this.db.writeGate.run(async () => {
+      const current = this.checkUpdatable(name, session, client);
+      await this.checkImportsUnchanged(pending, secrets);
       const hash = sessionHash(session);
       const record: SessionRecord = {
         ...current.record,
@@ -156,6 +154,46 @@ export class SessionService {
       );
       log.info({ session: name, sessionHash: current.record.hash }, 'session deleted');
     });
+  }
+
+  /** Checks that no session has the name and that the client may create sessions in its namespace. */
+  private checkCreatable(name: string, client: ClientKey): void {
+    if (this.db.getSession(name) !== undefined) {
+      throw new CasError('SESSION_EXISTS', `session "${name}" already exists; use cas session update to change it`, { details: { session: name } });
+    }
+    this.checkParentAllows(name, client);
+  }
+
+  /** Checks that the client may update the session and that the document's predecessor is its current hash. */
+  private checkUpdatable(name: string, session: Session, client: ClientKey): StoredSession {
+    const current = this.requireAllowed(name, client, 'update');
+    if (session.predecessor === undefined) {
+      throw new CasError('SESSION_CONFLICT', `updating session "${name}" needs predecessor: ${current.record.hash} (its current hash); cas session update fills it in`, {
+        details: { session: name, current: current.record.hash },
+      });
+    }
+    if (session.predecessor !== current.record.hash) {
+      throw new CasError('SESSION_CONFLICT', `session "${name}" changed since this update was prepared: predecessor is ${session.predecessor} but the current hash is ${current.record.hash}; read the session again and reapply the change`, {
+        details: { session: name, predecessor: session.predecessor, current: current.record.hash },
+      });
+    }
+    return current;
+  }
+
+  /**
+   * Resolves the imports again under the write gate, as generateSecrets did with `pending`: an exporter that
+   * changed or withdrew its export while the secrets were generated makes the change fail, so nothing is
+   * stored that the exporter no longer allows.
+   */
+  private async checkImportsUnchanged(pending: { session: Session; secrets: GeneratedSecrets }, secrets: GeneratedSecrets): Promise<void> {
+    const { session } = pending;
+    if (!session.secrets.some((secret) => secret.import !== undefined)) return;
+    const current = await resolveImports(session, this.importer(pending));
+    if (JSON.stringify(current) !== JSON.stringify(secrets.imports)) {
+      throw new CasError('SESSION_CONFLICT', `a session that "${session.name}" imports from changed while its secrets were generated; send the request again`, {
+        details: { session: session.name },
+      });
+    }
   }
 
   /** Loads a session and checks that the client may perform the action on it. */
