@@ -36,9 +36,9 @@ export async function attestCas(options: {
   const evidenceType = (response.evidence as { type?: unknown } | undefined)?.type;
 
   if (isHardwareEvidenceType(evidenceType)) {
-    // NOTE: the server side is untested: a hardware-mode CAS needs a TEE, which the test machines lack. This
-    // path is tested with a recorded quote (cas-evidence.test.ts); /v1/attestation must return evidence
-    // whose report data is reportDataFor(nonce bytes, DER of the CAS certificate).
+    // NOTE: never run against a hardware-mode CAS, which needs a TEE that the test machines lack. The
+    // verification is tested with a recorded quote (cas-evidence.test.ts), and the CAS side in
+    // collectCasEvidence only on file layouts.
     const result = await verifyCasHardwareEvidence(response.evidence, {
       nonce,
       certificateDer: presented,

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPcs, stop } from '../attestation/collateral/test-support.js';
 import { collateralKeyForQuote, parseCollateralFile, reportDataFor, verifyIntelQuote } from '../attestation/index.js';
 import { CasError } from '../errors/cas-error.js';
+import { collectCasEvidence } from '../server/evidence/cas-evidence.js';
 import { hardwareEvidence } from '../server/evidence/hardware.js';
+import { tempDir } from '../server/testing/cas-process.js';
 import { sharedDir } from '../testing/paths.js';
 import { certificateDer, createSelfSignedCertificate } from '../tls/certificates.js';
 import { parseCasExpectations, verifyCasHardwareEvidence, type VerifyCasEvidenceOptions } from './cas-evidence.js';
@@ -97,5 +99,23 @@ describe('cas attest: hardware evidence of a CAS', () => {
       variants: [{ kind: 'tdx', mrtd: ['ab'.repeat(48)] }],
       security: { tolerate: ['outdated-tcb'], ignoreAdvisories: ['INTEL-SA-00615'] },
     });
+  });
+});
+
+describe('evidence of a hardware-mode CAS', () => {
+  it('collects from the detected source with the CAS binding', async () => {
+    const gramine = join(tempDir('cas-gramine'), 'attestation');
+    mkdirSync(gramine, { recursive: true });
+    writeFileSync(join(gramine, 'user_report_data'), '');
+    writeFileSync(join(gramine, 'quote'), quote);
+    const certificate = certificateDer((await createSelfSignedCertificate({ commonName: 'cas', usage: 'server', validDays: 1 })).certificatePem);
+    const evidence = await collectCasEvidence(NONCE, certificate, { gramineAttestationPath: gramine, configfsTsmPath: join(gramine, 'absent') });
+    assert.deepEqual(evidence, { type: 'sgx', quote: quote.toString('base64') });
+    assert.deepEqual(readFileSync(join(gramine, 'user_report_data')), reportDataFor(Buffer.from(NONCE, 'hex'), certificate));
+  });
+
+  it('reports a hardware CAS without a TEE source', async () => {
+    const absent = join(tempDir('cas-none'), 'absent');
+    await assert.rejects(collectCasEvidence(NONCE, Buffer.from('cert'), { gramineAttestationPath: absent, configfsTsmPath: absent }), (error) => error instanceof CasError && error.code === 'UNAVAILABLE');
   });
 });

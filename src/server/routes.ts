@@ -7,6 +7,7 @@ import type { CasApp } from './app-types.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { requireClientKey, type ClientKey } from './client-identity.js';
 import type { ConfigurationService } from './configuration.js';
+import { collectCasEvidence } from './evidence/cas-evidence.js';
 import { createSimulatedEvidence } from './evidence/simulation.js';
 import { invalidRequest } from './http-errors.js';
 import type { NonceRegistry } from './nonces.js';
@@ -92,7 +93,9 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
 
   app.post('/v1/attestation', async (request) => {
     const body = parse(schemas.attestation, request.body, 'body');
-    const evidence = createSimulatedEvidence(context.platform, 'cas-certificate', body.nonce, certificateDer(context.casCertificatePem));
+    const certificate = certificateDer(context.casCertificatePem);
+    const evidence =
+      context.mode === 'hardware' ? await collectCasEvidence(body.nonce, certificate) : createSimulatedEvidence(context.platform, 'cas-certificate', body.nonce, certificate);
     return { mode: context.mode, evidence, certificatePem: context.casCertificatePem };
   });
 
