@@ -9,7 +9,7 @@ import { hardwareEvidence, nonceBytes, type HardwareEvidence } from './hardware.
  * `cas attest` checks before it pins the certificate.
  *
  * NOTE: never run on TEE hardware. A hardware-mode CAS cannot start on the test machines, so the route
- * has not called this; it is tested only on file layouts like configfs-tsm and Gramine.
+ * has never called this. It is tested only on a Gramine-like layout of ordinary files.
  */
 export async function collectCasEvidence(nonce: string, certificateDer: Buffer, sources: DetectOptions = {}): Promise<HardwareEvidence> {
   const source = await detectEvidenceSource(sources);
