@@ -151,6 +151,12 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       logController: new LogController({ requestIdLogLabel: 'requestId' }),
       genReqId: () => randomUUID(),
       return503OnClosing: true,
+      // Malformed percent-encoding and overlong path parameters fail in the router, before the error handler
+      // and the onSend hook that sets the mode header.
+      frameworkErrors: (error, request, reply) => {
+        reply.header(MODE_HEADER, settings.mode);
+        createErrorHandler(settings.bodyLimitBytes)(error, request, reply);
+      },
     });
     app.setErrorHandler(createErrorHandler(settings.bodyLimitBytes));
     observer.instrument(app);

@@ -121,6 +121,15 @@ describe('hostile requests', () => {
     assert.match((await strangerClient.requestNonce()).nonce, /^[0-9a-f]{64}$/);
   });
 
+  it('answers malformed paths with the error body of the API', async () => {
+    for (const path of ['/v1/sessions/%ZZ', `/v1/sessions/${'a'.repeat(2000)}`]) {
+      const response = await rawRequest(cas.url, { method: 'GET', path, identity: owner });
+      assert.equal(response.status, 400, path);
+      assert.equal((response.body as { error: { code: string } }).error.code, 'INVALID_ARGUMENT', path);
+      assert.equal(response.headers['cas-mode'], 'simulation');
+    }
+  });
+
   it('reaches every session name the session language allows', async () => {
     const names = ['_private', `deep/${'n'.repeat(120)}`];
     await ownerClient.createSession(session('deep'));

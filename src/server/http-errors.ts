@@ -44,6 +44,10 @@ function fromFastifyError(error: unknown, bodyLimitBytes: number): CasError | un
       return new CasError('BODY_TOO_LARGE', `request body is larger than the limit of ${bodyLimitBytes} bytes; split the request or raise the limit`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new CasError('INVALID_ARGUMENT', 'unsupported content type; send application/json');
+    case 'FST_ERR_BAD_URL':
+      return new CasError('INVALID_ARGUMENT', 'the request path is not valid percent-encoding; encode a session name with encodeURIComponent');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new CasError('INVALID_ARGUMENT', 'a path parameter is longer than 1024 characters; session names have at most 256');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new CasError('INVALID_ARGUMENT', 'the request body is empty; send a JSON object');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
