@@ -41,12 +41,13 @@ export function register(program: Command): void {
 }
 
 export function registerAuditCommands(program: Command, dependencies: AuditCommandDependencies): void {
-  const audit = program.command('audit').description('Audit log commands');
+  const audit = program.command('audit').description('verify audit log files');
 
   audit
     .command('verify')
+    .summary('verify audit log files against the CAS certificate and audit head')
     .description(
-      'Verify audit log files (or directories of them, oldest first): hashes, signatures, the chain to the CAS certificate, ' +
+      'verify audit log files (or directories of them, oldest first): hashes, signatures, the chain to the CAS certificate, ' +
         'gap-free sequence numbers and, given the CAS head, that no entry is missing at the end. ' +
         'Exit codes: 0 intact, 30 integrity (hash or signature), 31 wrong CAS, 32 truncated, 33 gap or reordering, 34 partial last line.',
     )
@@ -59,7 +60,7 @@ export function registerAuditCommands(program: Command, dependencies: AuditComma
     )
     .option('--cas-cert <file>', 'PEM file of the CAS certificate that must have issued the audit key')
     .option('--head <seq:hash>', 'the audit head the CAS reports, as SEQ:HASH; detects entries missing at the end')
-    .addOption(new Option('-o, --output <format>', 'print the result as JSON on stdout').choices(['json']))
+    .addOption(new Option('-o, --output <format>', 'json: print the result as JSON (default: text)').choices(['json']))
     .action(async (files: string[], flags: { cas?: string; casCert?: string; head?: string; output?: 'json' }) => {
       const anchor = await resolveAnchor(flags, dependencies);
       const result = await verifyAuditLog({ files, ...anchor });

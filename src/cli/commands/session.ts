@@ -32,7 +32,7 @@ export function register(program: Command): void {
   session
     .command('update <file>')
     .description('upload a new version of a session; fills in predecessor with the current hash unless the file sets it')
-    .option('-e, --env <KEY=VALUE>', 'replace the template variable KEY in the file before upload (repeatable)', collect, [])
+    .option('-e, --env <KEY=VALUE>', 'replace the template variable $KEY or ${KEY} in the file before upload (repeatable)', collect, [])
     .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
     .option('--output <format>', 'text or json', 'text')
     .action(async (file: string, flags: ClientFlags & { env: string[] }) => {

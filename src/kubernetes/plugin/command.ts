@@ -49,7 +49,7 @@ const DEFAULT_TIMEOUT = '5m';
 /** Adds `cas NAME` to the `kubectl provision` program. */
 export function registerCasCommand(program: Command, io: PluginIo): void {
   addDay2Options(program.command('cas'))
-    .description('Deploy a production CAS to Kubernetes, wait until it is ready, and provision it with your CAS_HOME identity')
+    .description('Deploy a CAS to Kubernetes (in simulation mode unless --mode hardware), wait until it is ready, and provision it with your CAS_HOME identity')
     .argument('<NAME>', 'name of the CAS: the StatefulSet, its Service, and the prefix of every other object')
     .option('-n, --namespace <NAMESPACE>', 'namespace to deploy to; it must exist (default: the namespace of the kubeconfig context, else "default")')
     .option('--kubeconfig <FILE>', 'kubeconfig file (default: the files in KUBECONFIG, else ~/.kube/config)')
