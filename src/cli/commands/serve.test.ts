@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULTS, FILE_NAMES } from '../../config/defaults.js';
@@ -58,6 +59,22 @@ describe('cas serve', () => {
       assert.ok(!cas.logLines.some((line) => line.includes('deployer-chosen-token')), 'the token must not appear in the log');
     } finally {
       assert.equal(await cas.stop(), 0);
+    }
+  });
+
+  it('names --listen when the port is busy', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const root = tempDir('serve-busy');
+      const args = ['serve', '--data-dir', join(root, 'data'), '--platform-dir', join(root, 'platform'), '--listen', `127.0.0.1:${port}`, '--no-metrics'];
+      const result = await runCas(args, {});
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE`));
+      assert.match(result.stderr, /choose another address with --listen HOST:PORT/);
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
     }
   });
 });

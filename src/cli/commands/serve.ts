@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { DEFAULTS, ENV_VARS } from '../../config/defaults.js';
 import { loadServerSettings, type ServerSettings } from '../../config/settings.js';
-import type { CasError } from '../../errors/cas-error.js';
+import { CasError } from '../../errors/cas-error.js';
 import type { Logger } from '../../logging/logger.js';
 
 interface ServeFlags {
@@ -94,12 +94,30 @@ export function register(program: Command): void {
       let webhook: { stop(): Promise<void> } | undefined;
       try {
         webhook = startProcessWebhook({ url: flags.auditWebhook, capacity: flags.auditWebhookQueue, logger, metrics: metrics.metrics });
-        await serve(settings, flags, logger, createCasServer);
+        await serve(settings, flags, logger, createCasServer).catch((error: unknown) => {
+          throw explainListenError(error, settings);
+        });
       } finally {
         await webhook?.stop();
         await metrics.stop();
       }
     });
+}
+
+/** Rewords a failed listen on the HTTPS address as an error that names the flag to change. */
+function explainListenError(error: unknown, settings: ServerSettings): unknown {
+  if (error instanceof CasError || !(error instanceof Error)) {
+    return error;
+  }
+  const { code, syscall } = error as NodeJS.ErrnoException;
+  if (syscall !== 'listen' || code === undefined) {
+    return error;
+  }
+  const where = `${settings.listen.host}:${settings.listen.port}`;
+  const reason = code === 'EADDRINUSE' ? 'another program already listens there' : error.message;
+  return new CasError('CONFIG_INVALID', `the CAS cannot listen on ${where} (${code}: ${reason}); choose another address with --listen HOST:PORT`, {
+    cause: error,
+  });
 }
 
 async function serve(
