@@ -4,9 +4,10 @@ import { DEFAULTS } from '../../config/defaults.js';
 import { runCas } from '../../server/testing/cas-process.js';
 import { StrictSchemaValidator } from '../testing/strict-schema.js';
 import { withKubernetesFailover, primaryLeaseName } from './high-availability.js';
-import { buildManifests } from './index.js';
+import { buildCoreManifests, buildManifests } from './index.js';
 import { CONTAINER_NAMES } from './names.js';
-import { DEFAULT_STORAGE, type CasDeploymentOptions } from './options.js';
+import { DEFAULT_FAILOVER_DELAY_SECONDS, DEFAULT_STORAGE, validateOptions, type CasDeploymentOptions } from './options.js';
+import { DEFAULT_NOT_READY_DELAY_SECONDS } from '../../cli/commands/watchdog.js';
 
 type Json = Record<string, any>;
 
@@ -24,7 +25,7 @@ const options: CasDeploymentOptions = {
   platformHostPath: '/var/lib/cas-platform',
 };
 
-const base = buildManifests(options, 'dcap-key-0123456789');
+const base = buildCoreManifests(options, 'dcap-key-0123456789');
 const objects = withKubernetesFailover(base, options, 90) as unknown as Json[];
 
 function find(kind: string, name?: string): Json {
@@ -47,7 +48,20 @@ describe('withKubernetesFailover', () => {
   });
 
   it('leaves its input unchanged', () => {
-    assert.deepEqual(base, buildManifests(options, 'dcap-key-0123456789'));
+    assert.deepEqual(base, buildCoreManifests(options, 'dcap-key-0123456789'));
+  });
+
+  it('is applied by buildManifests', () => {
+    assert.equal(DEFAULT_FAILOVER_DELAY_SECONDS, DEFAULT_NOT_READY_DELAY_SECONDS);
+    assert.deepEqual(buildManifests(options, 'dcap-key-0123456789'), withKubernetesFailover(base, options, DEFAULT_FAILOVER_DELAY_SECONDS));
+    assert.deepEqual(buildManifests({ ...options, failoverDelaySeconds: 90 }, 'dcap-key-0123456789'), objects);
+  });
+
+  it('rejects an invalid failover delay', () => {
+    for (const failoverDelaySeconds of [0, 1.5, 86_401]) {
+      assert.throws(() => validateOptions({ ...options, failoverDelaySeconds }), /invalid --failover-delay/);
+    }
+    validateOptions({ ...options, failoverDelaySeconds: 1 });
   });
 
   it('runs cas serve with the Kubernetes lease', () => {

@@ -180,7 +180,8 @@ describe('buildManifests agreement with cas serve', () => {
     for (const workload of [statefulSet, find(objects, 'DaemonSet')]) {
       const spec = workload['spec'].template.spec;
       assert.equal(spec.securityContext.runAsNonRoot, true);
-      assert.equal(spec.automountServiceAccountToken, false);
+      // Only the primary renews a Lease, so only its pod gets a token.
+      assert.equal(spec.automountServiceAccountToken, workload === statefulSet);
       for (const container of [...spec.containers, ...spec.initContainers]) {
         assert.equal(container.securityContext.readOnlyRootFilesystem, true, container.name);
         assert.equal(container.securityContext.allowPrivilegeEscalation, false, container.name);

@@ -33,7 +33,21 @@ export interface CasDeploymentOptions {
   backup?: boolean;
   /** `--webhook URL`: the CAS POSTs every audit entry to this URL (`cas serve --audit-webhook`). */
   auditWebhook?: string | undefined;
+  /**
+   * `--failover-delay`: seconds the primary's node must be NotReady before the failover watchdog deletes the
+   * primary pod (`cas watchdog --not-ready-delay`). Default DEFAULT_FAILOVER_DELAY_SECONDS.
+   */
+  failoverDelaySeconds?: number;
 }
+
+/**
+ * Default of `--failover-delay`, in seconds: the default of `cas watchdog --not-ready-delay`. See "The delay:
+ * fast failover against split-brain" in docs/high-availability.md for the trade-off.
+ */
+export const DEFAULT_FAILOVER_DELAY_SECONDS = 60;
+
+/** Longest `--failover-delay`: one day. A longer delay would leave a CAS on a failed node down indefinitely. */
+export const MAX_FAILOVER_DELAY_SECONDS = 86_400;
 
 /** The Azure key: Azure's DCAP caching service does not check it, and any other service rejects it. */
 export const AZURE_DCAP_API_KEY = '00000000000000000000000000000000';
@@ -97,6 +111,10 @@ export function validateOptions(options: CasDeploymentOptions): void {
   }
   if (!Number.isInteger(options.snapshotIntervalSeconds) || options.snapshotIntervalSeconds < 1 || options.snapshotIntervalSeconds > 86_400) {
     throw new CasError('INVALID_ARGUMENT', `invalid --snapshot-interval ${options.snapshotIntervalSeconds}: expected whole seconds from 1 to 86400`);
+  }
+  const failoverDelay = options.failoverDelaySeconds ?? DEFAULT_FAILOVER_DELAY_SECONDS;
+  if (!Number.isInteger(failoverDelay) || failoverDelay < 1 || failoverDelay > MAX_FAILOVER_DELAY_SECONDS) {
+    throw new CasError('INVALID_ARGUMENT', `invalid --failover-delay of ${failoverDelay} s: expected whole seconds from 1 s to 24h`);
   }
   if (!(SERVICE_TYPES as readonly string[]).includes(options.serviceType)) {
     throw new CasError('INVALID_ARGUMENT', `invalid --service-type "${options.serviceType}": expected one of ${SERVICE_TYPES.join(', ')}`);

@@ -6,8 +6,9 @@ import { commonLabels, objectNames } from './names.js';
 
 /**
  * Builds the pods' own identity, so they do not run as the namespace's `default` ServiceAccount, which
- * other workloads may have been granted rights to. The pods never call the Kubernetes API (the kubelet
- * delivers their Secrets), so no token is mounted.
+ * other workloads may have been granted rights to. No token is mounted by default: the backup pods never
+ * call the Kubernetes API (the kubelet delivers their Secrets). Only the primary's pod, which renews its
+ * Lease, opts in (`withKubernetesFailover`).
  */
 export function casServiceAccount(options: CasDeploymentOptions): IServiceAccount {
   return {
@@ -19,9 +20,9 @@ export function casServiceAccount(options: CasDeploymentOptions): IServiceAccoun
 }
 
 /**
- * Builds the Role of the CAS pods. Its rules are empty on purpose: `cas serve` and `cas backup register` use no
- * Kubernetes API verb, and an explicit, bound, empty Role documents that and makes any later grant a
- * reviewed change of this file.
+ * Builds the Role of the CAS pods, without rules: `cas backup register` uses no Kubernetes API verb. The
+ * only rules are the Lease verbs of `cas serve --lease kubernetes`, which `withKubernetesFailover` in
+ * high-availability.ts adds beside the flag that needs them, so any other grant is a reviewed change.
  */
 export function casRole(options: CasDeploymentOptions): IRole {
   return {

@@ -4,6 +4,7 @@ import { CasError } from '../../errors/cas-error.js';
 import { parseDuration } from '../cluster/duration.js';
 import {
   AZURE_DCAP_API_KEY,
+  DEFAULT_FAILOVER_DELAY_SECONDS,
   DEFAULT_IMAGE_PULL_SECRET,
   DEFAULT_PLATFORM_HOST_PATH,
   DEFAULT_STORAGE,
@@ -42,6 +43,7 @@ interface CasCommandFlags {
   casUrl?: string;
   backup: boolean;
   webhook?: string;
+  failoverDelay: string;
 }
 
 const DEFAULT_TIMEOUT = '5m';
@@ -75,6 +77,12 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     .option('--snapshot-storage <SIZE>', 'size of the snapshot claim', DEFAULT_STORAGE.snapshots)
     .option('--audit-storage <SIZE>', 'size of the audit-log claim', DEFAULT_STORAGE.auditLog)
     .option('--webhook <URL>', 'the CAS POSTs every audit entry as JSON to this http(s) URL, with retries and a bounded queue (cas serve --audit-webhook)')
+    .option(
+      '--failover-delay <DURATION>',
+      "how long the primary's node must be NotReady before the failover watchdog deletes the primary pod so it restarts on another node, " +
+        'such as 30s, 2m or 1h; shorter means a shorter outage, longer means fewer needless failovers (see docs/high-availability.md)',
+      `${DEFAULT_FAILOVER_DELAY_SECONDS}s`,
+    )
     .option('--no-backup', 'deploy without the backup DaemonSet: no other node can take over or open a snapshot (prints a warning)')
     .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning (default: a port-forward to pod NAME-0 through the API server)')
     .addHelpText(
@@ -84,6 +92,11 @@ Without --dcap-api the plugin prints a warning and uses a shared default key tha
 time: subscribe to Intel's DCAP/PCS API for your own key. On Azure, use --dcap-api ${AZURE_DCAP_API_KEY}.
 The key is stored only in the Secret NAME-dcap-api-key; pods read it through a secretKeyRef. A re-run
 without --dcap-api keeps the stored key.
+
+The primary renews a Lease (NAME-primary) in the namespace, and a watchdog Deployment (NAME-watchdog)
+deletes the primary pod once its node has been NotReady for --failover-delay and the Lease expired. The
+delay trades outage length against failovers for a node that is only briefly unreachable:
+docs/high-availability.md, "The delay: fast failover against split-brain".
 
 Running the command again reconciles the objects with server-side apply; it never deletes a
 PersistentVolumeClaim.
@@ -123,6 +136,7 @@ export function requestFromFlags(name: string, flags: CasCommandFlags): Provisio
       platformHostPath: flags.platformHostPath,
       backup: flags.backup,
       auditWebhook: flags.webhook === undefined ? undefined : parseWebhookUrl(flags.webhook).href,
+      failoverDelaySeconds: parseWholeSeconds(flags.failoverDelay, '--failover-delay'),
     },
     namespaceFromFlag: flags.namespace !== undefined,
     kube: { kubeconfig: flags.kubeconfig, context: flags.context, namespace: flags.namespace },
@@ -139,6 +153,13 @@ export function requestFromFlags(name: string, flags: CasCommandFlags): Provisio
 function parseSeconds(text: string): number {
   if (!/^\d+$/.test(text)) throw new CasError('INVALID_ARGUMENT', `invalid --snapshot-interval "${text}": expected whole seconds`);
   return Number(text);
+}
+
+/** Parses a duration flag (`90s`, `2m`) that the watchdog takes in whole seconds. */
+function parseWholeSeconds(text: string, flag: string): number {
+  const milliseconds = parseDuration(text);
+  if (milliseconds % 1000 !== 0) throw new CasError('INVALID_ARGUMENT', `invalid ${flag} "${text}": expected whole seconds, such as 90s or 2m`);
+  return milliseconds / 1000;
 }
 
 /** Parses `KEY=VALUE,KEY=VALUE` as kubectl's --selector equality form. */

@@ -12,6 +12,7 @@ import { FILE_NAMES } from '../../config/defaults.js';
 import { simulationPlatform } from '../../store/platform.js';
 import { casCliPath } from '../../testing/paths.js';
 import { certificateFingerprint, keyHashOfCertificate } from '../../tls/certificates.js';
+import { primaryLeaseName } from '../manifests/high-availability.js';
 import { objectNames } from '../manifests/names.js';
 import { runPlugin, scratchHome } from '../testing/plugin-process.js';
 import { TestApiServer } from '../testing/test-api-server.js';
@@ -65,6 +66,40 @@ describe('kubectl provision cas end to end', () => {
     const result = JSON.parse(first.stdout) as { provisioned: boolean; pinnedUrls: string[]; certificateSha256: string };
     assert.equal(result.provisioned, true);
     assert.deepEqual(result.pinnedUrls, ['https://mycas.confidential.svc:8081']);
+  });
+
+  it('primary holds its Lease within its Role', async () => {
+    // The primary renews every quarter of the lease period (15 s by default).
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NAMESPACE}/leases`;
+    for (let attempt = 0; attempt < 300 && !api.requests.some((request) => request.method === 'PUT' && request.path.startsWith(leasePath)); attempt++) await sleep(100);
+    const lease = api.get('coordination.k8s.io/v1', 'Lease', NAMESPACE, primaryLeaseName('mycas'));
+    assert.ok(lease, `no Lease ${primaryLeaseName('mycas')} in the test API server`);
+    assert.equal(lease['spec'].holderIdentity, objectNames('mycas').primaryPod);
+    const rules = api.get('rbac.authorization.k8s.io/v1', 'Role', NAMESPACE, objectNames('mycas').role)!['rules'] as Array<{ apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] }>;
+    const leaseRequests = api.requests.filter((request) => request.path.startsWith(leasePath));
+    assert.ok(leaseRequests.some((request) => request.method === 'POST'), 'the Lease was never created');
+    assert.ok(leaseRequests.some((request) => request.method === 'PUT'), 'the Lease was never renewed');
+    for (const request of leaseRequests) {
+      const name = request.path.split('/leases/')[1];
+      const verb = ({ GET: name === undefined ? 'list' : 'get', POST: 'create', PUT: 'update' } as Record<string, string>)[request.method] ?? request.method;
+      const allowed = rules.some(
+        (rule) =>
+          rule.apiGroups.includes('coordination.k8s.io') &&
+          rule.resources.includes('leases') &&
+          rule.verbs.includes(verb) &&
+          (rule.resourceNames === undefined || (name !== undefined && rule.resourceNames.includes(name))),
+      );
+      assert.ok(allowed, `${request.method} ${request.path} (${verb}) is not granted by ${JSON.stringify(rules)}`);
+    }
+  });
+
+  it('deploys the failover watchdog', () => {
+    const deployment = api.get('apps/v1', 'Deployment', NAMESPACE, 'mycas-watchdog');
+    assert.ok(deployment, 'no watchdog Deployment');
+    const args = deployment['spec'].template.spec.containers[0].args as string[];
+    assert.equal(args[args.indexOf('--lease-name') + 1], primaryLeaseName('mycas'));
+    assert.equal(args[args.indexOf('--not-ready-delay') + 1], '60');
+    assert.ok(api.get('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', undefined, `cas-watchdog-${NAMESPACE}-mycas`), 'no watchdog ClusterRoleBinding');
   });
 
   it('went through the port-forward', () => {

@@ -24,6 +24,8 @@ import { createSelfSignedCertificate } from '../../tls/certificates.js';
  *   `nodeSelector` (taints, tolerations and affinity are ignored) and counts ready pods in the DaemonSet's
  *   status. It reacts to DaemonSet and Node writes and to `addNode`; it does not roll pods when the
  *   template changes. New pods are passed to `onObjectWritten`, where a test kubelet can run them.
+ * - Deployments (the failover watchdog's), ClusterRoles and ClusterRoleBindings are stored only: no
+ *   Deployment controller runs their pods and no RBAC is enforced.
  * - No admission, defaulting or schema validation: the manifest tests validate the schemas.
  */
 
@@ -55,8 +57,11 @@ const RESOURCE_TYPES: ResourceType[] = [
   { group: '', version: 'v1', resource: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim', namespaced: true },
   { group: 'apps', version: 'v1', resource: 'statefulsets', kind: 'StatefulSet', namespaced: true },
   { group: 'apps', version: 'v1', resource: 'daemonsets', kind: 'DaemonSet', namespaced: true },
+  { group: 'apps', version: 'v1', resource: 'deployments', kind: 'Deployment', namespaced: true },
   { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'roles', kind: 'Role', namespaced: true },
   { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'rolebindings', kind: 'RoleBinding', namespaced: true },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'clusterroles', kind: 'ClusterRole', namespaced: false },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
   { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
   { group: 'policy', version: 'v1', resource: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
   { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },

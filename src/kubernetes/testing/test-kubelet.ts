@@ -23,6 +23,10 @@ type Json = Record<string, any>;
  * init container is retried with back-off until it succeeds, and then the pod is marked ready. The main
  * containers of those pods (`sleep infinity`) are not run.
  *
+ * The primary's process gets its pod name and namespace from `fieldRef` variables, as the downward API
+ * gives them, and a kubeconfig for the test API server when its pod mounts a service account token, so
+ * `cas serve --lease kubernetes` renews its Lease there.
+ *
  * Cluster DNS: a service URL (`https://SERVICE.NAMESPACE.svc:PORT`) in a command word, and the pin file
  * name derived from it, is rewritten to the loopback address of the running CAS process behind the
  * service. While no CAS process is behind it, the attempt fails as a connection to a service without
@@ -254,9 +258,9 @@ export class TestKubelet {
     });
     if (args[0] !== 'serve') throw new Error(`the CAS container runs "${args[0]}", not "serve"`);
 
-    const env: NodeJS.ProcessEnv = { CAS_HOME: join(this.root, 'pod-cas-home') };
+    const env: NodeJS.ProcessEnv = { CAS_HOME: join(this.root, 'pod-cas-home'), KUBECONFIG: this.serviceAccountKubeconfig(namespace, podSpec) };
     for (const variable of (container['env'] ?? []) as Json[]) {
-      env[variable.name] = variable.value ?? this.secretValue(namespace, variable.valueFrom.secretKeyRef);
+      env[variable.name] = variable.value ?? this.envValue(namespace, `${name}-0`, variable.valueFrom);
     }
     this.api.setPodLog(namespace, `${name}-0`, CONTAINER_NAMES.server, '');
     return startCasProcess({ args: args.slice(1), env, cwd: this.root });
@@ -286,6 +290,31 @@ export class TestKubelet {
       return dir;
     }
     throw new Error(`volume ${volumeName} has a type the test kubelet does not support`);
+  }
+
+  /** Resolves an env `valueFrom`: a secretKeyRef, or the downward API's pod name and namespace. */
+  private envValue(namespace: string, podName: string, valueFrom: Json): string {
+    if (valueFrom['secretKeyRef'] !== undefined) return this.secretValue(namespace, valueFrom['secretKeyRef']);
+    const fieldPath = valueFrom['fieldRef']?.fieldPath;
+    if (fieldPath === 'metadata.name') return podName;
+    if (fieldPath === 'metadata.namespace') return namespace;
+    throw new Error(`env valueFrom ${JSON.stringify(valueFrom)} is not supported by the test kubelet`);
+  }
+
+  /**
+   * Plays the service account token mount. A pod whose spec (else whose ServiceAccount) sets
+   * `automountServiceAccountToken: true` gets a kubeconfig for the test API server in KUBECONFIG, which is
+   * what `loadFromDefault()` reads before the in-cluster files, which a test cannot write. Any other pod
+   * gets none, so a process that calls the API without a mounted token fails as it would in a cluster.
+   */
+  private serviceAccountKubeconfig(namespace: string, podSpec: Json): string | undefined {
+    const serviceAccount = this.api.get('v1', 'ServiceAccount', namespace, podSpec['serviceAccountName'] ?? 'default');
+    const automount = podSpec['automountServiceAccountToken'] ?? serviceAccount?.['automountServiceAccountToken'] ?? true;
+    if (automount !== true) return undefined;
+    const dir = makeDir(join(this.root, 'pod', 'serviceaccount'));
+    const file = join(dir, 'kubeconfig');
+    writeFileSync(file, this.api.kubeconfig(namespace), { mode: 0o600 });
+    return file;
   }
 
   private secretValue(namespace: string, ref: { name: string; key: string }): string {
