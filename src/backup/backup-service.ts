@@ -4,6 +4,7 @@ import type { Logger } from '../logging/logger.js';
 import type { CasDatabase } from '../store/index.js';
 import type { CommitChange } from '../server/provisioning.js';
 import type { NonceRegistry } from '../server/nonces.js';
+import { readOwnerSettings } from '../server/owner-settings.js';
 import { readRegistrars, writeRegistrars, type Registrar } from './registrars.js';
 import { readRemovedPlatforms, writeRemovedPlatforms, type RemovedPlatform } from './removed-platforms.js';
 import { sha256Hex, verifyRegistrationEvidence } from './registration-evidence.js';
@@ -49,6 +50,9 @@ export class BackupService {
     const verified = verifyRegistrationEvidence(request.evidence, { nonce: request.nonce, casCertificatePem: this.options.casCertificatePem });
     if (this.options.mode === 'hardware' && verified.evidenceType === 'simulation') {
       throw new CasError('SIMULATION_NOT_ALLOWED', `platform ${verified.platformId} presented simulated evidence, which a CAS in hardware mode does not accept for backup targets`);
+    }
+    if (verified.evidenceType === 'simulation' && !readOwnerSettings(db).backup.acceptSimulatedEvidence) {
+      throw new CasError('SIMULATION_NOT_ALLOWED', `platform ${verified.platformId} presented simulated evidence, which the CAS owner disabled for backup targets (setting backup.acceptSimulatedEvidence)`);
     }
 
     return db.writeGate.run(async () => {
