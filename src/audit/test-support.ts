@@ -89,6 +89,7 @@ export function exampleOfEveryEvent(hmac: (value: string) => string): Record<Aud
     'cas.started': { event: 'cas.started', actor: { kind: 'cas' }, outcome: 'success', details: { mode: 'hardware', version: '1.2.3', repairedBytes: 17 } },
     'cas.stopped': { event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason: 'signal' } },
     'cas.provisioned': { event: 'cas.provisioned', actor: owner, outcome: 'success', details: {} },
+    'cas.settings.updated': { event: 'cas.settings.updated', actor: owner, outcome: 'success', details: { changed: ['backup.acceptSimulatedEvidence'] } },
     'session.created': { event: 'session.created', actor: owner, target: { session: 'team/app' }, outcome: 'success', details: { sessionHash: '2'.repeat(64) } },
     'session.updated': {
       event: 'session.updated',

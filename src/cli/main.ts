@@ -14,6 +14,7 @@ import { register as registerBackup } from './commands/backup.js';
 import { register as registerSnapshot } from './commands/snapshot.js';
 import { register as registerWatchdog } from './commands/watchdog.js';
 import { register as registerStatus } from './commands/status.js';
+import { register as registerSettings } from './commands/settings.js';
 
 /**
  * Entry point of the `cas` program. Each command group lives in `src/cli/commands/<group>.ts` and exports
@@ -23,6 +24,6 @@ const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
   .showHelpAfterError();
 
-const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot, registerStatus, registerWatchdog];
+const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot, registerStatus, registerWatchdog, registerSettings];
 
 await runCli(program, groups);

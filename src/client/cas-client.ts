@@ -1,5 +1,6 @@
 import { CasError } from '../errors/cas-error.js';
 import { sendRequest, type CasResponse, type ServerTrust } from './transport.js';
+import type { OwnerSettings, OwnerSettingsDocument } from '../server/owner-settings.js';
 
 /** Response header that a CAS in simulation mode adds to every response. */
 export const MODE_HEADER = 'cas-mode';
@@ -107,6 +108,16 @@ export class CasClient {
 
   async auditHead(): Promise<{ seq: number; hash: string }> {
     return (await this.call('GET', '/v1/audit/head')).body as never;
+  }
+
+  /** Reads the effective owner settings (CAS owner only). */
+  async ownerSettings(): Promise<{ settings: OwnerSettings }> {
+    return (await this.call('GET', '/v1/cas/settings')).body as never;
+  }
+
+  /** Replaces the owner settings (CAS owner only); keys left out return to their defaults. */
+  async replaceOwnerSettings(settings: OwnerSettingsDocument): Promise<{ settings: OwnerSettings; changed: string[] }> {
+    return (await this.call('PUT', '/v1/cas/settings', { settings })).body as never;
   }
 
   private async call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<CasResponse> {

@@ -5,6 +5,7 @@ import type { CasDatabase, Platform } from '../store/index.js';
 import { certificateDer } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
 import { registerBackupRoutes } from './backup-routes.js';
+import { registerSettingsRoutes } from './settings-routes.js';
 import { requireClientKey, type ClientKey } from './client-identity.js';
 import type { ConfigurationService } from './configuration.js';
 import { collectCasEvidence } from './evidence/cas-evidence.js';
@@ -162,4 +163,5 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
   });
 
   registerBackupRoutes(app, context);
+  registerSettingsRoutes(app, context);
 }

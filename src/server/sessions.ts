@@ -6,6 +6,7 @@ import type { Session } from '../policy/types.js';
 import { createImportResolver, generateSecrets, resolveImports, type GeneratedSecrets } from '../secrets/index.js';
 import type { CasDatabase, SessionRecord } from '../store/index.js';
 import type { ClientKey } from './client-identity.js';
+import { readOwnerSettings } from './owner-settings.js';
 import type { CommitChange } from './provisioning.js';
 
 /** A stored session with its parsed form. */
@@ -162,6 +163,17 @@ export class SessionService {
       throw new CasError('SESSION_EXISTS', `session "${name}" already exists; use cas session update to change it`, { details: { session: name } });
     }
     this.checkParentAllows(name, client);
+    this.checkTopLevelCreator(name, client);
+  }
+
+  /** Checks the owner setting sessions.topLevelCreators for a session without a parent namespace. */
+  private checkTopLevelCreator(name: string, client: ClientKey): void {
+    if (parentNamespaces(name).length > 0) return;
+    const creators = readOwnerSettings(this.db).sessions.topLevelCreators;
+    if (creators === null || creators.includes(client.keyHash)) return;
+    throw new CasError('PERMISSION_DENIED', `the client key ${client.keyHash} may not create top-level session "${name}"; the CAS owner limits that to the keys in the setting sessions.topLevelCreators`, {
+      details: { session: name, clientKeyHash: client.keyHash },
+    });
   }
 
   /** Checks that the client may update the session and that the document's predecessor is its current hash. */

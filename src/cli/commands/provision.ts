@@ -5,6 +5,7 @@ import { resolveCasUrl } from '../../client/connect.js';
 import { casHome, loadOrCreateIdentity, readPinnedCertificate } from '../../client/home.js';
 import { outputFormat, printResult } from '../../client/output.js';
 import { CasError } from '../../errors/cas-error.js';
+import { readOwnerSettingsFile } from '../../server/owner-settings.js';
 
 /**
  * `cas provision`: makes the caller's client identity the CAS owner. The one-time token authenticates the
@@ -17,10 +18,12 @@ export function register(program: Command): void {
     .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
     .option('--token <token>', 'the one-time provisioning token')
     .option('--token-file <file>', 'read the provisioning token from this file (for example <data-dir>/provisioning-token)')
+    .option('--owner-config <file>', 'CAS settings (YAML or JSON, see cas settings set) to apply right after provisioning; checked before the CAS is contacted')
     .option('--output <format>', 'text or json', 'text')
-    .action(async (flags: { cas?: string; token?: string; tokenFile?: string; output?: string }) => {
+    .action(async (flags: { cas?: string; token?: string; tokenFile?: string; ownerConfig?: string; output?: string }) => {
       const format = outputFormat(flags.output);
       const token = readToken(flags);
+      const ownerSettings = flags.ownerConfig === undefined ? undefined : readOwnerSettingsFile(flags.ownerConfig);
       const casUrl = resolveCasUrl(flags.cas);
       const home = casHome();
       const identity = await loadOrCreateIdentity(home);
@@ -32,7 +35,13 @@ export function register(program: Command): void {
         trust: pinned === undefined ? { kind: 'unverified' } : { kind: 'pinned', certificatePem: pinned },
       });
       const result = await client.provision(token);
-      printResult(format, { url: casUrl.origin, ...result }, result.owner, `provisioned the CAS at ${casUrl.origin}; owner key hash:`);
+      if (ownerSettings === undefined) {
+        printResult(format, { url: casUrl.origin, ...result }, result.owner, `provisioned the CAS at ${casUrl.origin}; owner key hash:`);
+        return;
+      }
+      const applied = await client.replaceOwnerSettings(ownerSettings);
+      const note = `provisioned the CAS at ${casUrl.origin} and applied ${flags.ownerConfig} (changed: ${applied.changed.join(', ') || 'nothing'}); owner key hash:`;
+      printResult(format, { url: casUrl.origin, ...result, settings: applied.settings, changedSettings: applied.changed }, result.owner, note);
     });
 }
 
