@@ -169,14 +169,17 @@ export interface CasServeProcess {
 const RECENT_LOG_LINES = 40;
 
 /**
- * Spawns the built `cas serve` on 127.0.0.1:`port` with the given arguments and environment, without waiting
- * for it. The log is drained (a full stdout pipe would stall the server) and its last lines are kept.
+ * Spawns the built `cas serve` on 127.0.0.1:`port` (metrics on a free port) with the given arguments and
+ * environment, without waiting for it. The log is drained, because a full stdout pipe would stall the
+ * server, and its last lines are kept.
  */
 export function spawnCasServe(port: number, args: string[], env: NodeJS.ProcessEnv = {}): CasServeProcess {
   // CAS_BENCH_CPU_PROF=DIR writes a V8 CPU profile of every server process into DIR when it stops.
   const profileDir = process.env['CAS_BENCH_CPU_PROF'];
   const nodeArgs = profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
-  const child = spawn(process.execPath, [...nodeArgs, casCliPath(), 'serve', '--listen', `127.0.0.1:${port}`, ...args], {
+  // The metrics endpoint stays on, as by default, but on a free port: its default 9091 may be taken.
+  const listenArgs = ['--listen', `127.0.0.1:${port}`, '--metrics-listen', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [...nodeArgs, casCliPath(), 'serve', ...listenArgs, ...args], {
     // The figures state that the server runs at the default log level, whatever CAS_LOG_LEVEL the caller's environment sets.
     env: { ...process.env, CAS_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -147,7 +147,7 @@ export async function attestationThroughputFigure(options: BenchOptions): Promis
       checks: [{ label: 'attestation + configuration rounds/s ÷ crypto-bound rate', value: fmt(ratio, 2), target: `≥ ${TARGET_RATIO}`, met: ratio >= TARGET_RATIO }],
       notes: ratio >= TARGET_RATIO ? [] : throughputNotes(cost, eventLoop, loadavg()[0] ?? 0),
       method: [
-        'A real `cas serve` process (built CLI, simulation mode, default log level info, --no-snapshots) on a free loopback port with temporary data and platform directories; the bench process provisions it and creates one session with attestation mode none.',
+        'A real `cas serve` process (built CLI, simulation mode, default log level info, --no-snapshots, metrics endpoint on) on a free loopback port with temporary data and platform directories; the bench process provisions it and creates one session with attestation mode none.',
         `${CLIENTS} clients in the bench process, each with its own ephemeral P-256 TLS client key and one keep-alive HTTPS connection (node:https Agent, maxSockets 1), run rounds back to back: POST /v1/nonces, sign simulated evidence with the service platform key binding the nonce to the client key, POST /v1/configuration. Every response is checked.`,
         `One round is one attestation plus configuration delivery; rate and latency are over the ${durationMs / 1000} s after a ${warmupMs / 1000} s warm-up, counting rounds that started in the window.`,
         "The limit counts only the server's signature operations, since the server is one Node.js thread; the client's evidence signature runs in the bench process, which shares the machine's 2 cores with the server.",
