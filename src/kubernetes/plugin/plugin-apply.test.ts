@@ -105,6 +105,22 @@ describe('kubectl-provision cas apply path', () => {
     assert.deepEqual(fixture.api.requests, [], 'dry-run contacted the API server');
   });
 
+  it('--failover-delay reaches the watchdog', async () => {
+    const home = scratchHome();
+    const run = await runPlugin(['cas', 'mycas', '--dry-run', '-o', 'json', '--failover-delay', '2m'], { HOME: home.dir });
+    assert.equal(run.code, 0, run.stderr);
+    const list = JSON.parse(run.stdout) as { items: Array<Record<string, any>> };
+    const watchdog = list.items.find((item) => item['kind'] === 'Deployment' && item['metadata'].name === 'mycas-watchdog');
+    assert.ok(watchdog, 'no watchdog Deployment in the dry-run output');
+    const args = watchdog['spec'].template.spec.containers[0].args as string[];
+    assert.equal(args[args.indexOf('--not-ready-delay') + 1], '120');
+    const primary = list.items.find((item) => item['kind'] === 'StatefulSet')!['spec'].template.spec.containers[0].args as string[];
+    assert.deepEqual(primary.slice(primary.indexOf('--lease'), primary.indexOf('--lease') + 4), ['--lease', 'kubernetes', '--lease-name', 'mycas-primary']);
+
+    const help = await runPlugin(['cas', '--help'], { HOME: home.dir });
+    assert.match(help.stdout.replace(/\s+/g, ' '), /--failover-delay <DURATION> .*\(default: "60s"\)/);
+  });
+
   it('dry-run takes the namespace from the context', async () => {
     const home = scratchHome(fixture.api.kubeconfig('from-context'));
     const run = await runPlugin(['cas', 'mycas', '--dry-run', '-o', 'json', '--dcap-api', DCAP_KEY], { HOME: home.dir, KUBECONFIG: home.kubeconfigPath });

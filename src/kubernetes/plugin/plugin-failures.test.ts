@@ -89,6 +89,8 @@ describe('kubectl-provision cas failures', () => {
       [['cas', 'mycas', '--node-selector', 'novalue', '--dry-run'], /invalid --node-selector entry "novalue"/],
       [['cas', 'mycas', '-o', 'xml', '--dry-run'], /argument 'xml' is invalid/],
       [['cas', 'mycas', '--service-type', 'ExternalName', '--dry-run'], /argument 'ExternalName' is invalid/],
+      [['cas', 'mycas', '--failover-delay', '1500ms', '--dry-run'], /invalid --failover-delay "1500ms": expected whole seconds/],
+      [['cas', 'mycas', '--failover-delay', '25h', '--dry-run'], /invalid --failover-delay of 90000 s/],
     ];
     for (const [args, message] of cases) {
       const run = await runPlugin(args, env);
