@@ -82,7 +82,8 @@ export class BackupService {
   }
 
   /**
-   * Removes a backup target's key store entry and records the removal in the database. Throws NOT_FOUND for
+   * Removes a backup target's key store entry, records the removal in the database and rotates the database
+   * key, so a copy of the old key store no longer opens the database or a later snapshot. Throws NOT_FOUND for
    * an unknown platform and INVALID_ARGUMENT for the primary's own platform.
    */
   async remove(platformId: string, clientKeyHash: string): Promise<RemovedPlatform> {
@@ -105,6 +106,9 @@ export class BackupService {
           db.removePlatform(platformId);
         },
       );
+      // The removal committed together with the audit head; the rotation commits on its own afterwards,
+      // still inside this writer. If the process stops in between, the next open of the database rotates.
+      db.rotateDatabaseKey();
       logger.info({ platformId, removedBy: clientKeyHash }, 'backup target removed');
       return removal;
     });

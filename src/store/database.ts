@@ -14,20 +14,30 @@ import type { EvidenceType, KeyStoreEntry, Platform, PlatformRegistration, Sessi
 /** `PRAGMA application_id` of a CAS database: ASCII "CAS1". */
 export const APPLICATION_ID = 0x43415331;
 /** `PRAGMA user_version`: the schema version. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Plaintext of the key check value; decrypting it proves that the unwrapped key is this database's key. */
 const KEY_CHECK_PLAINTEXT = Buffer.from('cas database key check v1', 'ascii');
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/**
+ * `store_info` row with 32 random bytes from which application keys are derived. It is re-encrypted but not
+ * replaced by a key rotation, so keys such as the audit HMAC key stay the same across rotations.
+ */
+const APPLICATION_ROOT_ROW = 'application_key_root';
+/** `store_info` row present while a platform removal awaits its key rotation; the value is the platform id. */
+const ROTATION_DUE_ROW = 'key_rotation_due';
+
+/** Durable steps of `rotateDatabaseKey`, in order. */
+export type RotationStep = 'staged-key-store' | 'database-reencrypted' | 'database-committed' | 'key-store-finished';
 
 const SCHEMA = `
   CREATE TABLE store_info (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
-  CREATE TABLE meta (lookup BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE TABLE meta (lookup BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
   CREATE TABLE sessions (lookup BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
 `;
 
 type Table = 'store_info' | 'meta' | 'sessions';
-/** Encrypted columns; only `sessions` has a `name` column. */
+/** Encrypted columns; `meta` and `sessions` have a `name` column. */
 type Column = 'value' | 'name';
 
 export interface OpenDatabaseOptions {
@@ -61,9 +71,9 @@ export class CasDatabase {
   readonly readOnly: boolean;
 
   private readonly db: Database.Database;
-  private readonly keys: StoreSubkeys;
-  private readonly databaseKey: Buffer;
-  private readonly keyStore: KeyStore;
+  private keys: StoreSubkeys;
+  private databaseKey: Buffer;
+  private keyStore: KeyStore;
   private readonly logger: Logger;
   private closed = false;
 
@@ -148,6 +158,7 @@ export class CasDatabase {
       db.exec(SCHEMA);
       store.writeRow('store_info', Buffer.from('key_check'), KEY_CHECK_PLAINTEXT);
       store.writeRow('store_info', Buffer.from('change_counter'), encodeCounter(0n));
+      store.writeRow('store_info', Buffer.from(APPLICATION_ROOT_ROW), randomBytes(DATABASE_KEY_LENGTH));
       // The key store is written last. A crash before this line leaves an empty database without a key
       // store, which the next open reports instead of silently starting over.
       keyStore.writeAtomic(paths.keyStore, databaseKey);
@@ -174,23 +185,53 @@ export class CasDatabase {
         { details: { platformId: platform.id, keyStore: paths.keyStore, registeredPlatforms: keyStore.entries().map((e) => e.platformId) } },
       );
     }
-    let databaseKey: Buffer;
-    try {
-      databaseKey = platform.unwrapDatabaseKey(entry);
-    } catch (error) {
-      if (isCasError(error, 'DECRYPTION_FAILED')) {
-        throw new CasError('DECRYPTION_FAILED', `Decryption failed for key store ${paths.keyStore}: ${error.message}`, { cause: error });
+    const unwrap = (wrapped: KeyStoreEntry): Buffer => {
+      try {
+        return platform.unwrapDatabaseKey(wrapped);
+      } catch (error) {
+        if (isCasError(error, 'DECRYPTION_FAILED')) {
+          throw new CasError('DECRYPTION_FAILED', `Decryption failed for key store ${paths.keyStore}: ${error.message}`, { cause: error });
+        }
+        throw error;
       }
-      throw error;
-    }
+    };
+    let databaseKey = unwrap(entry);
     keyStore.verifyMac(databaseKey, paths.keyStore);
 
     const db = openSqlite(paths.database, readOnly, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
-    const store = new CasDatabase({ db, databaseKey, keyStore, platformId: platform.id, paths, logger, readOnly });
+    let store: CasDatabase;
     try {
+      // A key store with a next key means a rotation stopped before its last step. The key check value
+      // tells which key the database is encrypted under: the current one (the re-encryption did not
+      // commit) or the next one (it did). A writable open finishes the key store accordingly.
+      let finishedKeyStore = keyStore;
+      let rotationCommitted = false;
+      if (keyStore.rotating) {
+        const nextEntry = keyStore.nextEntry(platform.id);
+        if (nextEntry === undefined) throw new CasError('KEY_STORE_INVALID', `Key store ${paths.keyStore} has no next entry for platform ${platform.id}`);
+        if (keyCheckPasses(db, databaseKey)) {
+          finishedKeyStore = keyStore.withoutNext();
+        } else {
+          const nextKey = unwrap(nextEntry);
+          keyStore.verifyNextMac(nextKey, paths.keyStore);
+          databaseKey.fill(0);
+          databaseKey = nextKey;
+          finishedKeyStore = keyStore.promoteNext();
+          rotationCommitted = true;
+        }
+      }
+      store = new CasDatabase({ db, databaseKey, keyStore: finishedKeyStore, platformId: platform.id, paths, logger, readOnly });
       store.checkSchema();
       store.checkKey();
       store.loadCounter();
+      if (keyStore.rotating && !readOnly) {
+        finishedKeyStore.writeAtomic(paths.keyStore, databaseKey);
+        logger.warn({ keyStore: paths.keyStore, rotationCommitted }, 'finished the key store of an interrupted key rotation');
+      }
+      if (!readOnly && store.readRow('store_info', Buffer.from(ROTATION_DUE_ROW)) !== undefined) {
+        logger.warn({ database: paths.database }, 'a platform was removed but the key rotation did not run; rotating now');
+        store.rotate();
+      }
     } catch (error) {
       db.close();
       throw error;
@@ -207,8 +248,15 @@ export class CasDatabase {
 
   putMeta(name: string, value: Buffer): void {
     this.assertWritable('putMeta');
+    const lookup = this.metaLookup(name);
+    const encryptedName = this.encrypt('meta', 'name', lookup, Buffer.from(name, 'utf8'));
+    const encryptedValue = this.encrypt('meta', 'value', lookup, value);
     this.transaction(() => {
-      this.writeRow('meta', this.metaLookup(name), value);
+      this.query(() =>
+        this.db
+          .prepare('INSERT INTO meta (lookup, name, value) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET name = excluded.name, value = excluded.value')
+          .run(lookup, encryptedName, encryptedValue),
+      );
       this.bumpCounter();
     });
   }
@@ -313,7 +361,15 @@ export class CasDatabase {
     return result;
   }
 
-  /** Removes a platform's entry. This platform's own entry cannot be removed, since the CAS could not restart. */
+  /**
+   * Removes a platform's entry and rotates the database key, so that a copy of the old key store does not
+   * open the database any more. This platform's own entry cannot be removed, since the CAS could not restart.
+   *
+   * Called inside a transaction (for example together with an audit head), the rotation cannot run yet,
+   * because it must commit on its own before the new key store is written. The removal then records that a
+   * rotation is due, in the same transaction; the caller runs `rotateDatabaseKey()` after the commit, and a
+   * writable open runs it if the process stopped in between.
+   */
   removePlatform(platformId: string): boolean {
     this.assertWritable('removePlatform');
     if (platformId === this.platformId) {
@@ -322,9 +378,108 @@ export class CasDatabase {
     const entry = this.keyStore.entry(platformId);
     if (entry === undefined) return false;
     this.keyStore.removeEntry(platformId);
-    this.commitKeyStoreChange(() => this.keyStore.addEntry(entry));
+    this.commitKeyStoreChange(() => this.keyStore.addEntry(entry), () => this.writeRow('store_info', Buffer.from(ROTATION_DUE_ROW), Buffer.from(platformId, 'ascii')));
     this.logger.info({ platformId }, 'platform removed from key store');
+    if (!this.db.inTransaction) this.rotate();
     return true;
+  }
+
+  /** True when a platform was removed and the key rotation that follows has not run yet. */
+  get keyRotationDue(): boolean {
+    return this.readRow('store_info', Buffer.from(ROTATION_DUE_ROW)) !== undefined;
+  }
+
+  /**
+   * Replaces the database key with a new random key: re-encrypts every value and recomputes every lookup
+   * key in one transaction, and wraps the new key for every platform in the key store. Must run inside
+   * `writeGate.run()` and outside a transaction. Time grows with the database size; writers wait meanwhile.
+   * Crash safety (docs/storage-format.md, "Key rotation"): the key store holding both keys is written
+   * first, then the database commits, then the key store with only the new key is written.
+   * `onStep` is called after each step, `database-reencrypted` before the commit (for crash tests).
+   */
+  rotateDatabaseKey(options: { onStep?: (step: RotationStep) => void } = {}): void {
+    this.assertWritable('rotateDatabaseKey');
+    this.rotate(options.onStep);
+  }
+
+  private rotate(onStep?: (step: RotationStep) => void): void {
+    if (this.db.inTransaction) {
+      throw new CasError('INTERNAL', 'rotateDatabaseKey must run outside a transaction, because it commits before it writes the new key store');
+    }
+    const oldKey = this.databaseKey;
+    const oldKeys = this.keys;
+    const newKey = randomBytes(DATABASE_KEY_LENGTH);
+    const newKeys = deriveStoreSubkeys(newKey);
+
+    // Step 1: a key store with both keys. Until the database commits, the current entries open it.
+    const staged = this.keyStore.withNextKey(newKey);
+    staged.writeAtomic(this.paths.keyStore, oldKey);
+    onStep?.('staged-key-store');
+
+    // Step 2: one transaction re-encrypts every row; the key check value then needs the next key.
+    let rows = 0;
+    try {
+      this.transaction(() => {
+        this.bumpCounter();
+        this.query(() => this.db.prepare('DELETE FROM store_info WHERE name = ?').run(ROTATION_DUE_ROW));
+        rows = this.reencryptAll(oldKeys, newKeys);
+        onStep?.('database-reencrypted');
+      });
+    } catch (error) {
+      newKey.fill(0);
+      // The staged key store still opens the database under the old key; drop its next entries. If that
+      // write fails too, the next open drops them.
+      try {
+        this.keyStore.writeAtomic(this.paths.keyStore, oldKey);
+      } catch (writeError) {
+        this.logger.error({ err: writeError, keyStore: this.paths.keyStore }, 'cannot drop the next key after a failed rotation');
+      }
+      throw error;
+    }
+    this.databaseKey = newKey;
+    this.keys = newKeys;
+    onStep?.('database-committed');
+
+    // Step 3: the key store with only the new key. Until this rename, an open finds the next entries.
+    this.keyStore = staged.promoteNext();
+    this.keyStore.writeAtomic(this.paths.keyStore, newKey);
+    onStep?.('key-store-finished');
+    oldKey.fill(0);
+    for (const key of Object.values(oldKeys)) key.fill(0);
+    this.logger.info({ database: this.paths.database, rows, platforms: this.keyStore.entries().length }, 'rotated the database key');
+  }
+
+  /** Decrypts every row under `from` and writes it back under `to`, with lookup keys recomputed. Returns the row count. */
+  private reencryptAll(from: StoreSubkeys, to: StoreSubkeys): number {
+    const description = (table: Table, column: Column): string => `${table} row (${column}) in ${this.paths.database}`;
+    const open = (table: Table, column: Column, lookup: Buffer, value: Buffer): Buffer =>
+      decryptValue(from.valueEncryption, cellAad(table, column, lookup), value, description(table, column));
+    const seal = (table: Table, column: Column, lookup: Buffer, plaintext: Buffer): Buffer => encryptValue(to.valueEncryption, cellAad(table, column, lookup), plaintext);
+
+    const info = this.db.prepare('SELECT name, value FROM store_info').all() as Array<{ name: string; value: Buffer }>;
+    const updateInfo = this.db.prepare('UPDATE store_info SET value = ? WHERE name = ?');
+    for (const row of info) {
+      const lookup = Buffer.from(row.name, 'ascii');
+      updateInfo.run(seal('store_info', 'value', lookup, open('store_info', 'value', lookup, row.value)), row.name);
+    }
+    let count = info.length;
+    for (const table of ['meta', 'sessions'] as const) {
+      const lookupKey = table === 'meta' ? { from: from.metaLookup, to: to.metaLookup } : { from: from.sessionLookup, to: to.sessionLookup };
+      const rows = this.db.prepare(`SELECT lookup, name, value FROM ${table}`).all() as Array<{ lookup: Buffer; name: Buffer; value: Buffer }>;
+      this.db.prepare(`DELETE FROM ${table}`).run();
+      const insert = this.db.prepare(`INSERT INTO ${table} (lookup, name, value) VALUES (?, ?, ?)`);
+      for (const row of rows) {
+        const name = open(table, 'name', row.lookup, row.name);
+        if (!hmacSha256(lookupKey.from, name).equals(row.lookup)) {
+          throw new CasError('DECRYPTION_FAILED', `A ${table} row in ${this.paths.database} has a lookup key that does not match its name`);
+        }
+        const value = open(table, 'value', row.lookup, row.value);
+        const lookup = hmacSha256(lookupKey.to, name);
+        insert.run(lookup, seal(table, 'name', lookup, name), seal(table, 'value', lookup, value));
+      }
+      count += rows.length;
+    }
+    return count;
   }
 
   /**
@@ -332,9 +487,12 @@ export class CasDatabase {
    * write fails. The counter is committed first: if the file write then fails, the counter is one ahead of
    * the files, which costs one redundant snapshot, never a missed one.
    */
-  private commitKeyStoreChange(undo: () => unknown): void {
+  private commitKeyStoreChange(undo: () => unknown, alsoWrite?: () => void): void {
     try {
-      this.transaction(() => this.bumpCounter());
+      this.transaction(() => {
+        this.bumpCounter();
+        alsoWrite?.();
+      });
       this.keyStore.writeAtomic(this.paths.keyStore, this.databaseKey);
     } catch (error) {
       undo();
@@ -353,7 +511,11 @@ export class CasDatabase {
     if (!label.startsWith(APPLICATION_LABEL_PREFIX) || label.length === APPLICATION_LABEL_PREFIX.length) {
       throw new CasError('INTERNAL', `Application key labels start with ${APPLICATION_LABEL_PREFIX} and name a purpose; got ${JSON.stringify(label)}`);
     }
-    return hkdfSha256(this.databaseKey, label);
+    const root = this.readRow('store_info', Buffer.from(APPLICATION_ROOT_ROW));
+    if (root === undefined || root.length !== DATABASE_KEY_LENGTH) {
+      throw new CasError('DATABASE_ERROR', `Database ${this.paths.database} has no valid application key root`);
+    }
+    return hkdfSha256(root, label);
   }
 
   /**
@@ -540,6 +702,21 @@ function openSqlite(path: string, readOnly: boolean, busyTimeoutMs: number): Dat
 /** AAD of an encrypted cell: `cas/v1/<table>/<column>/<hex of the row key>`. */
 function cellAad(table: Table, column: Column, lookup: Buffer): Buffer {
   return Buffer.from(`cas/v1/${table}/${column}/${lookup.toString('hex')}`, 'ascii');
+}
+
+/** True when `key` decrypts the key check value of `db`. */
+function keyCheckPasses(db: Database.Database, key: Buffer): boolean {
+  const row = db.prepare('SELECT value FROM store_info WHERE name = ?').get('key_check') as { value: Buffer } | undefined;
+  if (row === undefined) return false;
+  const subkeys = deriveStoreSubkeys(key);
+  try {
+    return decryptValue(subkeys.valueEncryption, cellAad('store_info', 'value', Buffer.from('key_check', 'ascii')), row.value, 'key check').equals(KEY_CHECK_PLAINTEXT);
+  } catch (error) {
+    if (isCasError(error, 'DECRYPTION_FAILED')) return false;
+    throw error;
+  } finally {
+    for (const subkey of Object.values(subkeys)) subkey.fill(0);
+  }
 }
 
 function keyColumn(table: Table): string {

@@ -4,7 +4,7 @@
  */
 export type { EvidenceType, KeyStoreEntry, Platform, PlatformMode, PlatformRegistration, SessionRecord } from './types.js';
 export { EVIDENCE_TYPES } from './types.js';
-export { CasDatabase, type OpenDatabaseOptions } from './database.js';
+export { CasDatabase, type OpenDatabaseOptions, type RotationStep } from './database.js';
 export { KeyStore } from './key-store.js';
 export { writeFileAtomic, fsyncDirectory } from './atomic-file.js';
 export { WriteGate } from './write-gate.js';

@@ -110,7 +110,7 @@ describe('KeyStore', () => {
     assert.throws(() => KeyStore.read(join(root, 'absent')), (error: unknown) => isInvalid(error) && /does not exist/.test((error as Error).message));
     const bytes = twoEntryStore().serialize(databaseKey);
     const document = JSON.parse(bytes.toString());
-    assert.throws(() => KeyStore.parse(Buffer.from(JSON.stringify({ ...document, version: 2 })), 'v2'), /unsupported version 2/);
+    assert.throws(() => KeyStore.parse(Buffer.from(JSON.stringify({ ...document, version: 3 })), 'v3'), /unsupported version 3/);
     const swappedId = structuredClone(document);
     swappedId.entries[0].platformId = document.entries[1].platformId;
     assert.throws(() => KeyStore.parse(Buffer.from(JSON.stringify(swappedId)), 'swapped'), isInvalid);

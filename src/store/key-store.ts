@@ -7,7 +7,10 @@ import { WRAPPED_KEY_LENGTH, platformIdFromSpki, parsePlatformPublicKey, publicK
 import { EVIDENCE_TYPES, type EvidenceType, type KeyStoreEntry, type PlatformRegistration } from './types.js';
 
 export const KEY_STORE_FORMAT = 'cas-key-store';
+/** Version of a key store with only current entries. */
 export const KEY_STORE_VERSION = 1;
+/** Version of a key store that also holds the next key's entries, written during a key rotation. */
+export const KEY_STORE_VERSION_ROTATING = 2;
 /** Prefix of the HMAC input, so the key-store MAC cannot be confused with another HMAC under a related key. */
 const MAC_CONTEXT = 'cas-key-store-mac v1\n';
 const MAC_LENGTH = 32;
@@ -31,10 +34,13 @@ interface EntryJson {
 export class KeyStore {
   private list: KeyStoreEntry[];
   private readonly mac: Buffer | undefined;
+  /** Entries of the next database key during a rotation, with their MAC under the next key. */
+  private readonly next: { list: KeyStoreEntry[]; mac: Buffer } | undefined;
 
-  private constructor(entries: KeyStoreEntry[], mac: Buffer | undefined) {
+  private constructor(entries: KeyStoreEntry[], mac: Buffer | undefined, next?: { list: KeyStoreEntry[]; mac: Buffer }) {
     this.list = entries;
     this.mac = mac;
+    this.next = next;
   }
 
   /** Reads and parses a key store file. Throws KEY_STORE_INVALID naming the file when it is not one. */
@@ -59,8 +65,9 @@ export class KeyStore {
     }
     if (!isRecord(document)) throw invalid(source, 'the top level is not a JSON object');
     if (document['format'] !== KEY_STORE_FORMAT) throw invalid(source, `the format field is not "${KEY_STORE_FORMAT}"`);
-    if (document['version'] !== KEY_STORE_VERSION) {
-      throw invalid(source, `unsupported version ${JSON.stringify(document['version'])} (this build reads version ${KEY_STORE_VERSION})`);
+    const version = document['version'];
+    if (version !== KEY_STORE_VERSION && version !== KEY_STORE_VERSION_ROTATING) {
+      throw invalid(source, `unsupported version ${JSON.stringify(version)} (this build reads versions ${KEY_STORE_VERSION} and ${KEY_STORE_VERSION_ROTATING})`);
     }
     const rawEntries = document['entries'];
     if (!Array.isArray(rawEntries) || rawEntries.length === 0) throw invalid(source, 'the entries list is missing or empty');
@@ -71,7 +78,61 @@ export class KeyStore {
     if (typeof mac !== 'string' || Buffer.from(mac, 'base64').length !== MAC_LENGTH) {
       throw invalid(source, `the mac field is not a base64 ${MAC_LENGTH}-byte value`);
     }
-    return new KeyStore(entries, Buffer.from(mac, 'base64'));
+    if (version === KEY_STORE_VERSION) {
+      if (document['next'] !== undefined) throw invalid(source, `a version ${KEY_STORE_VERSION} key store has a next field`);
+      return new KeyStore(entries, Buffer.from(mac, 'base64'));
+    }
+    const next = document['next'];
+    if (!isRecord(next) || !Array.isArray(next['entries'])) throw invalid(source, `a version ${KEY_STORE_VERSION_ROTATING} key store needs a next object with an entries list`);
+    const nextEntries = next['entries'].map((raw, index) => parseEntry(raw, index, `${source} (next)`));
+    const sameIds = nextEntries.length === entries.length && nextEntries.every((entry, index) => entry.platformId === entries[index]!.platformId);
+    if (!sameIds) throw invalid(source, 'the next entries name other platforms than the current entries');
+    const nextMac = next['mac'];
+    if (typeof nextMac !== 'string' || Buffer.from(nextMac, 'base64').length !== MAC_LENGTH) {
+      throw invalid(source, `the next mac field is not a base64 ${MAC_LENGTH}-byte value`);
+    }
+    return new KeyStore(entries, Buffer.from(mac, 'base64'), { list: nextEntries, mac: Buffer.from(nextMac, 'base64') });
+  }
+
+  /** True while the file holds a next key (a rotation was started and not finished). */
+  get rotating(): boolean {
+    return this.next !== undefined;
+  }
+
+  /** The entry of `platformId` for the next key, during a rotation. */
+  nextEntry(platformId: string): KeyStoreEntry | undefined {
+    const found = this.next?.list.find((entry) => entry.platformId === platformId);
+    return found === undefined ? undefined : { ...found, wrappedKey: Buffer.from(found.wrappedKey) };
+  }
+
+  /**
+   * Returns a key store that keeps the current entries and adds the same platforms (same registration data)
+   * with `nextKey` wrapped for each, MACed under `nextKey`. Written before a rotation commits, so that both
+   * the old and the new database key can be unwrapped whichever state the database is in.
+   */
+  withNextKey(nextKey: Buffer): KeyStore {
+    const nextList = this.list.map((entry) => ({ ...entry, wrappedKey: wrapKeyForPlatform(entry.publicKeyPem, nextKey).wrapped }));
+    return new KeyStore(this.entries(), undefined, { list: nextList, mac: computeMac(nextKey, nextList, KEY_STORE_VERSION) });
+  }
+
+  /** The key store after a rotation: the next entries become the only entries. */
+  promoteNext(): KeyStore {
+    if (this.next === undefined) throw new CasError('INTERNAL', 'The key store holds no next key to promote');
+    return new KeyStore(this.next.list.map((entry) => ({ ...entry, wrappedKey: Buffer.from(entry.wrappedKey) })), undefined);
+  }
+
+  /** The key store without its next entries (a rotation that did not commit). */
+  withoutNext(): KeyStore {
+    return new KeyStore(this.entries(), undefined);
+  }
+
+  /** Checks the next entries' MAC against `nextKey`. Throws KEY_STORE_INVALID naming `source`. */
+  verifyNextMac(nextKey: Buffer, source: string): void {
+    if (this.next === undefined) throw invalid(source, 'it holds no next key');
+    const expected = computeMac(nextKey, this.next.list, KEY_STORE_VERSION);
+    if (!timingSafeEqual(this.next.mac, expected)) {
+      throw invalid(source, 'MAC verification of the next entries failed, so the file was altered or belongs to another database');
+    }
   }
 
   /** Creates a key store with one entry: the database key wrapped for the first platform. */
@@ -79,6 +140,10 @@ export class KeyStore {
     const store = new KeyStore([], undefined);
     store.addPlatform(databaseKey, first);
     return store;
+  }
+
+  private get version(): number {
+    return this.next === undefined ? KEY_STORE_VERSION : KEY_STORE_VERSION_ROTATING;
   }
 
   entries(): KeyStoreEntry[] {
@@ -137,7 +202,7 @@ export class KeyStore {
 
   /** Checks the MAC read from the file against `databaseKey`. Throws KEY_STORE_INVALID naming `source`. */
   verifyMac(databaseKey: Buffer, source: string): void {
-    const expected = computeMac(databaseKey, this.list);
+    const expected = computeMac(databaseKey, this.list, this.version, this.next?.list);
     if (this.mac === undefined || !timingSafeEqual(this.mac, expected)) {
       throw invalid(source, 'MAC verification failed, so the file was altered or belongs to another database');
     }
@@ -147,8 +212,11 @@ export class KeyStore {
   serialize(databaseKey: Buffer): Buffer {
     if (this.list.length === 0) throw new CasError('INTERNAL', 'A key store needs at least one entry');
     const document = {
-      ...macInput(this.list),
-      mac: computeMac(databaseKey, this.list).toString('base64'),
+      format: KEY_STORE_FORMAT,
+      version: this.version,
+      entries: this.list.map(entryToJson),
+      mac: computeMac(databaseKey, this.list, this.version, this.next?.list).toString('base64'),
+      ...(this.next === undefined ? {} : { next: { entries: this.next.list.map(entryToJson), mac: this.next.mac.toString('base64') } }),
     };
     return Buffer.from(JSON.stringify(document, undefined, 2) + '\n', 'utf8');
   }
@@ -167,14 +235,22 @@ export class KeyStore {
   }
 }
 
-function macInput(entries: KeyStoreEntry[]): { format: string; version: number; entries: EntryJson[] } {
-  return { format: KEY_STORE_FORMAT, version: KEY_STORE_VERSION, entries: entries.map(entryToJson) };
+function macInput(
+  entries: KeyStoreEntry[],
+  version: number,
+  nextEntries: KeyStoreEntry[] | undefined,
+): { format: string; version: number; entries: EntryJson[]; nextEntries?: EntryJson[] } {
+  const input = { format: KEY_STORE_FORMAT, version, entries: entries.map(entryToJson) };
+  return nextEntries === undefined ? input : { ...input, nextEntries: nextEntries.map(entryToJson) };
 }
 
-/** HMAC-SHA-256 over the context string and the compact JSON of format, version and entries (fixed key order). */
-function computeMac(databaseKey: Buffer, entries: KeyStoreEntry[]): Buffer {
+/**
+ * HMAC-SHA-256 over the context string and the compact JSON of format, version, entries and, in version 2,
+ * the next entries (fixed key order).
+ */
+function computeMac(databaseKey: Buffer, entries: KeyStoreEntry[], version: number, nextEntries?: KeyStoreEntry[]): Buffer {
   const key = deriveStoreSubkeys(databaseKey).keyStoreMac;
-  return hmacSha256(key, MAC_CONTEXT + JSON.stringify(macInput(entries)));
+  return hmacSha256(key, MAC_CONTEXT + JSON.stringify(macInput(entries, version, nextEntries)));
 }
 
 function entryToJson(entry: KeyStoreEntry): EntryJson {
