@@ -41,6 +41,7 @@ interface CasCommandFlags {
   snapshotStorage: string;
   auditStorage: string;
   casUrl?: string;
+  ownerConfig?: string;
   backup: boolean;
   webhook?: string;
   failoverDelay: string;
@@ -85,6 +86,7 @@ export function registerCasCommand(program: Command, io: PluginIo): void {
     )
     .option('--no-backup', 'deploy without the backup DaemonSet: no other node can take over or open a snapshot (prints a warning)')
     .option('--cas-url <URL>', 'reach the CAS at this https URL for provisioning (default: a port-forward to pod NAME-0 through the API server)')
+    .option('--owner-config <FILE>', 'CAS settings (YAML or JSON) to apply as the CAS owner after provisioning and on every re-run; an invalid file fails before the cluster is touched')
     .addHelpText(
       'after',
       `
@@ -100,6 +102,10 @@ docs/high-availability.md, "The delay: fast failover against split-brain".
 
 Running the command again reconciles the objects with server-side apply; it never deletes a
 PersistentVolumeClaim.
+
+--owner-config FILE replaces the CAS settings (the same document as "cas settings set FILE"; keys left
+out return to their defaults) once the CAS is provisioned, and again on each re-run, so the CAS keeps the
+settings in the file. Only the CAS owner may change them. The settings are listed in docs/operations.md.
 
 Examples:
   kubectl provision cas mycas --verbose
@@ -147,6 +153,7 @@ export function requestFromFlags(name: string, flags: CasCommandFlags): Provisio
     wait: flags.wait,
     timeoutMs: parseDuration(flags.timeout),
     casUrl: flags.casUrl,
+    ownerConfig: flags.ownerConfig,
   };
 }
 

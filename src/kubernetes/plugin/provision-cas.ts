@@ -9,6 +9,8 @@ import { requireNamespace, requirePullSecret } from '../cluster/preflight.js';
 import { readDcapApiKey } from '../cluster/dcap-key.js';
 import { deleteProvisioningToken, ensureProvisioningToken } from '../cluster/provisioning-token.js';
 import { provisionOwner, type ProvisionOwnerResult } from '../cluster/provision-owner.js';
+import { applyOwnerSettings } from '../cluster/owner-settings.js';
+import { readOwnerSettingsFile } from '../../server/owner-settings.js';
 import { backupStatusLine, waitForPrimary } from '../cluster/rollout.js';
 import { servesGroupVersion } from '../cluster/discovery.js';
 import { buildManifests } from '../manifests/index.js';
@@ -30,6 +32,8 @@ export interface ProvisionCasRequest {
   timeoutMs: number;
   /** Reach the CAS at this URL instead of a port-forward through the API server. */
   casUrl: string | undefined;
+  /** CAS settings file (YAML or JSON) to apply as the owner after provisioning, and again on every re-run. */
+  ownerConfig: string | undefined;
 }
 
 export interface PluginIo {
@@ -58,6 +62,10 @@ export const NO_BACKUP_WARNING =
 export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): Promise<void> {
   const say = (line: string): void => void io.stderr.write(line + '\n');
   const detail = (line: string): void => (request.verbose ? say(line) : undefined);
+
+  // An invalid settings file fails the run here, before anything in the cluster is created or changed.
+  const ownerSettings = request.ownerConfig === undefined ? undefined : readOwnerSettingsFile(request.ownerConfig);
+  if (ownerSettings !== undefined) detail(`owner settings in ${request.ownerConfig} are valid`);
 
   if (request.options.mode === 'simulation') {
     say('warning: deploying in simulation mode: the CAS evidence is simulated and proves nothing; use --mode hardware on TEE nodes for production');
@@ -108,6 +116,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
 
   if (!request.wait) {
     say(`not waiting (--no-wait): run "kubectl provision cas ${options.name} -n ${options.namespace}" again to wait for the primary and provision it`);
+    if (ownerSettings !== undefined) say(`not applying --owner-config ${request.ownerConfig} (--no-wait): pass it again on that run`);
     writeResult(io, request.output, { name: options.name, namespace: options.namespace, applied: objects.map(resourceLabel), provisioned: false });
     return;
   }
@@ -116,11 +125,23 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
 
   let registrar: { keyHash: string } | undefined;
   let registrarAuthorized = false;
+  let changedSettings: string[] | null = null;
   // Runs while the CAS is still reachable (the port-forward is open), so that the owner can authorize the
   // registrar over the connection pinned to the attested certificate.
   const result = await provisionThroughCluster(request, kube.config, options, token, say, detail, async (connectUrl, provisioned) => {
     await deleteProvisioningToken(kube.config, options.namespace, options.name);
     detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
+    if (ownerSettings !== undefined) {
+      // Applied on every run, so the CAS keeps the settings in the file; a run by someone who is not the
+      // owner fails here with PERMISSION_DENIED.
+      const applied = await applyOwnerSettings({ connectUrl, casCertificatePem: provisioned.certificatePem, settings: ownerSettings });
+      changedSettings = applied.changed;
+      say(
+        applied.changed.length === 0
+          ? `CAS settings from ${request.ownerConfig} were already in effect`
+          : `applied CAS settings from ${request.ownerConfig}; changed: ${applied.changed.join(', ')}`,
+      );
+    }
     if (options.backup === false) return;
     const secret = `secret/${objectNames(options.name).backupRegistrarSecret}`;
     try {
@@ -170,6 +191,7 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     pinnedUrls: result.pinnedUrls,
     backupRegistrarKeyHash: registrar?.keyHash ?? null,
     backupRegistrarAuthorized: registrar === undefined ? null : registrarAuthorized,
+    changedSettings,
   });
 }
 
