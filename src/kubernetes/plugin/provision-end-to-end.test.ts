@@ -69,9 +69,12 @@ describe('kubectl provision cas end to end', () => {
   });
 
   it('primary holds its Lease within its Role', async () => {
-    // The primary renews every quarter of the lease period (15 s by default).
+    // The primary renews every quarter of the lease period (15 s by default): wait for one renewal.
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NAMESPACE}/leases`;
-    for (let attempt = 0; attempt < 300 && !api.requests.some((request) => request.method === 'PUT' && request.path.startsWith(leasePath)); attempt++) await sleep(100);
+    const renewed = (): boolean => api.requests.some((request) => request.method === 'PUT' && request.path.startsWith(leasePath));
+    for (let attempt = 0; attempt < 300 && !renewed(); attempt++) {
+      await sleep(100);
+    }
     const lease = api.get('coordination.k8s.io/v1', 'Lease', NAMESPACE, primaryLeaseName('mycas'));
     assert.ok(lease, `no Lease ${primaryLeaseName('mycas')} in the test API server`);
     assert.equal(lease['spec'].holderIdentity, objectNames('mycas').primaryPod);
