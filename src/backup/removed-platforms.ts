@@ -2,11 +2,11 @@ import { CasError } from '../errors/cas-error.js';
 import type { CasDatabase } from '../store/index.js';
 
 /**
- * Meta value (encrypted in cas.db) that lists the platforms removed as backup targets. Removal deletes the
- * platform's key store entry, but it does not rotate the database key. So a key store saved before the
- * removal (an old snapshot, a copied file) still unwraps the key for that platform. This list travels
- * inside the database, so a CAS that opens a database or snapshot taken after the removal rejects the
- * removed platform even when an old key store is put beside it.
+ * Meta value (encrypted in cas.db) that lists the platforms removed as backup targets, for `cas backup list`
+ * and as a second check. Removal deletes the platform's key store entry and rotates the database key, so a
+ * key store saved before the removal no longer opens a later database. Should a rotation be missing (a
+ * database restored from a copy made between a removal and its rotation), this list still makes a CAS
+ * reject the removed platform.
  */
 export const REMOVED_PLATFORMS_META = 'backup.removed-platforms';
 

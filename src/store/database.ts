@@ -642,7 +642,12 @@ export class CasDatabase {
       plaintext = this.readRow('store_info', Buffer.from('key_check'));
     } catch (error) {
       if (isCasError(error, 'DECRYPTION_FAILED')) {
-        throw new CasError('DECRYPTION_FAILED', `Decryption failed for database ${this.paths.database}: the key from ${this.paths.keyStore} is not this database's key`, { cause: error });
+        throw new CasError(
+          'DECRYPTION_FAILED',
+          `Decryption failed for database ${this.paths.database}: the key that platform ${this.platformId} unwrapped from ${this.paths.keyStore} is not this database's key ` +
+            '(the key store belongs to another database or is older than a key rotation, for example one made when this platform was removed)',
+          { cause: error, details: { platformId: this.platformId } },
+        );
       }
       throw error;
     }

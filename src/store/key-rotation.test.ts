@@ -60,8 +60,8 @@ async function fill(db: CasDatabase): Promise<void> {
 }
 
 /**
- * What a removed platform can do with its own code: unwrap the key from an old key store and decrypt the
- * rows of `databasePath` with the store's cipher. Returns the number of cells it decrypted.
+ * Decrypts every cell of `databasePath` with `databaseKey` and the store's cipher, as a removed platform's
+ * own code could with a key from an old key store. Returns the number of cells that decrypted.
  */
 function decryptWithKey(databasePath: string, databaseKey: Buffer): number {
   const keys = deriveStoreSubkeys(databaseKey);
@@ -113,24 +113,24 @@ interface Setup {
   primary: Platform;
   primaryDir: string;
   removed: Platform;
-  kept: Platform;
+  remaining: Platform;
 }
 
-/** A closed database with data, registered for `removed` and `kept` besides the primary. */
+/** A closed database with data, registered for `removed` and `remaining` besides the primary. */
 async function setUp(label: string): Promise<Setup> {
   const dataDir = freshDir(label);
   const primaryDir = freshDir(`${label}-primary`);
   const primary = await loadOrCreateSimulationPlatform(primaryDir);
   const removed = await loadOrCreateSimulationPlatform(freshDir(`${label}-removed`));
-  const kept = await loadOrCreateSimulationPlatform(freshDir(`${label}-kept`));
+  const remaining = await loadOrCreateSimulationPlatform(freshDir(`${label}-remaining`));
   const db = CasDatabase.open({ dataDir, platform: primary });
   await fill(db);
   await db.writeGate.run(() => {
     db.addPlatform({ publicKeyPem: removed.publicKeyPem, evidenceType: 'simulation', registeredBy: 'owner' });
-    db.addPlatform({ publicKeyPem: kept.publicKeyPem, evidenceType: 'simulation', registeredBy: 'owner' });
+    db.addPlatform({ publicKeyPem: remaining.publicKeyPem, evidenceType: 'simulation', registeredBy: 'owner' });
   });
   db.close();
-  return { dataDir, primary, primaryDir, removed, kept };
+  return { dataDir, primary, primaryDir, removed, remaining };
 }
 
 function unwrapFrom(keyStorePath: string, platform: Platform): Buffer {
@@ -146,7 +146,7 @@ describe('key rotation on platform removal', () => {
   });
 
   it('locks the removed platform out of the database and of later snapshots', async () => {
-    const { dataDir, primary, removed, kept } = await setUp('remove');
+    const { dataDir, primary, removed, remaining } = await setUp('remove');
     const savedByRemoved = freshDir('saved-by-removed');
     copyFiles(dataDir, savedByRemoved);
     const oldKey = unwrapFrom(join(savedByRemoved, 'cas.key-store'), removed);
@@ -181,14 +181,14 @@ describe('key rotation on platform removal', () => {
     const mixed = freshDir('old-key-store-new-db');
     copyFiles(dataDir, mixed, ['cas.db']);
     copyFileSync(join(savedByRemoved, 'cas.key-store'), join(mixed, 'cas.key-store'));
-    assert.throws(() => CasDatabase.open({ dataDir: mixed, platform: removed, readOnly: true }), withCode('DECRYPTION_FAILED', /cas\.db/));
+    assert.throws(() => CasDatabase.open({ dataDir: mixed, platform: removed, readOnly: true }), withCode('DECRYPTION_FAILED', new RegExp(`cas\\.db[\\s\\S]*platform ${removed.id}`)));
 
     // The primary and the remaining platform open everything.
-    for (const platform of [primary, kept]) {
+    for (const platform of [primary, remaining]) {
       for (const dir of [dataDir, afterSnapshot.path]) {
         const opened = CasDatabase.open({ dataDir: dir, platform, readOnly: true });
         assertAllData(opened);
-        assert.deepEqual(opened.listPlatforms().map((entry) => entry.platformId).sort(), [primary.id, kept.id].sort());
+        assert.deepEqual(opened.listPlatforms().map((entry) => entry.platformId).sort(), [primary.id, remaining.id].sort());
         opened.close();
       }
     }
@@ -218,7 +218,7 @@ describe('key rotation on platform removal', () => {
   });
 
   it('rotates on demand and refuses to run inside a transaction', async () => {
-    const { dataDir, primary, kept } = await setUp('on-demand');
+    const { dataDir, primary, remaining } = await setUp('on-demand');
     const db = CasDatabase.open({ dataDir, platform: primary });
     const oldKey = unwrapFrom(db.paths.keyStore, primary);
     await assert.rejects(db.writeGate.run(() => db.transaction(() => db.rotateDatabaseKey())), withCode('INTERNAL'));
@@ -230,9 +230,9 @@ describe('key rotation on platform removal', () => {
     db.close();
     assert.equal(decryptWithKey(join(dataDir, 'cas.db'), oldKey), 0);
     assert.notDeepEqual(unwrapFrom(join(dataDir, 'cas.key-store'), primary), oldKey);
-    const onKept = CasDatabase.open({ dataDir, platform: kept, readOnly: true });
-    assert.equal(onKept.getSession('after rotation')?.name, 'after rotation');
-    onKept.close();
+    const onRemaining = CasDatabase.open({ dataDir, platform: remaining, readOnly: true });
+    assert.equal(onRemaining.getSession('after rotation')?.name, 'after rotation');
+    onRemaining.close();
   });
 });
 
@@ -247,7 +247,7 @@ describe('key rotation crash recovery', () => {
 
   for (const step of steps) {
     it(`recovers from SIGKILL after ${step}`, async () => {
-      const { dataDir, primary, primaryDir, removed, kept } = await setUp(`crash-${step}`);
+      const { dataDir, primary, primaryDir, removed, remaining } = await setUp(`crash-${step}`);
       const oldKey = unwrapFrom(join(dataDir, 'cas.key-store'), removed);
       const script = `
         import { CasDatabase } from ${JSON.stringify(databaseModule)};
@@ -272,7 +272,7 @@ describe('key rotation crash recovery', () => {
       assert.equal(keyStoreVersion, step === 'key-store-finished' ? 1 : 2, 'the key store on disk after the crash');
 
       // A read-only open works in the interrupted state and writes nothing.
-      const readOnly = CasDatabase.open({ dataDir, platform: kept, readOnly: true });
+      const readOnly = CasDatabase.open({ dataDir, platform: remaining, readOnly: true });
       assertAllData(readOnly);
       readOnly.close();
       assert.equal((JSON.parse(readFileSync(join(dataDir, 'cas.key-store'), 'utf8')) as { version: number }).version, keyStoreVersion);
@@ -281,14 +281,14 @@ describe('key rotation crash recovery', () => {
       const reopened = CasDatabase.open({ dataDir, platform: primary });
       assertAllData(reopened);
       assert.equal(reopened.keyRotationDue, false);
-      assert.deepEqual(reopened.listPlatforms().map((entry) => entry.platformId).sort(), [primary.id, kept.id].sort());
+      assert.deepEqual(reopened.listPlatforms().map((entry) => entry.platformId).sort(), [primary.id, remaining.id].sort());
       reopened.close();
       assert.equal((JSON.parse(readFileSync(join(dataDir, 'cas.key-store'), 'utf8')) as { version: number }).version, 1);
       assert.equal(decryptWithKey(join(dataDir, 'cas.db'), oldKey), 0);
       assert.throws(() => CasDatabase.open({ dataDir, platform: removed, readOnly: true }), withCode('KEY_STORE_NO_ENTRY', new RegExp(removed.id)));
-      const onKept = CasDatabase.open({ dataDir, platform: kept, readOnly: true });
-      assertAllData(onKept);
-      onKept.close();
+      const onRemaining = CasDatabase.open({ dataDir, platform: remaining, readOnly: true });
+      assertAllData(onRemaining);
+      onRemaining.close();
     });
   }
 

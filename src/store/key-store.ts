@@ -9,7 +9,7 @@ import { EVIDENCE_TYPES, type EvidenceType, type KeyStoreEntry, type PlatformReg
 export const KEY_STORE_FORMAT = 'cas-key-store';
 /** Version of a key store with only current entries. */
 export const KEY_STORE_VERSION = 1;
-/** Version of a key store that also holds the next key's entries, written during a key rotation. */
+/** Version of a key store that also contains the next key's entries, written during a key rotation. */
 export const KEY_STORE_VERSION_ROTATING = 2;
 /** Prefix of the HMAC input, so the key-store MAC cannot be confused with another HMAC under a related key. */
 const MAC_CONTEXT = 'cas-key-store-mac v1\n';
@@ -94,7 +94,7 @@ export class KeyStore {
     return new KeyStore(entries, Buffer.from(mac, 'base64'), { list: nextEntries, mac: Buffer.from(nextMac, 'base64') });
   }
 
-  /** True while the file holds a next key (a rotation was started and not finished). */
+  /** True while the file contains a next key (a rotation was started and not finished). */
   get rotating(): boolean {
     return this.next !== undefined;
   }
@@ -117,7 +117,7 @@ export class KeyStore {
 
   /** The key store after a rotation: the next entries become the only entries. */
   promoteNext(): KeyStore {
-    if (this.next === undefined) throw new CasError('INTERNAL', 'The key store holds no next key to promote');
+    if (this.next === undefined) throw new CasError('INTERNAL', 'The key store contains no next key to promote');
     return new KeyStore(this.next.list.map((entry) => ({ ...entry, wrappedKey: Buffer.from(entry.wrappedKey) })), undefined);
   }
 
@@ -128,7 +128,7 @@ export class KeyStore {
 
   /** Checks the next entries' MAC against `nextKey`. Throws KEY_STORE_INVALID naming `source`. */
   verifyNextMac(nextKey: Buffer, source: string): void {
-    if (this.next === undefined) throw invalid(source, 'it holds no next key');
+    if (this.next === undefined) throw invalid(source, 'it contains no next key');
     const expected = computeMac(nextKey, this.next.list, KEY_STORE_VERSION);
     if (!timingSafeEqual(this.next.mac, expected)) {
       throw invalid(source, 'MAC verification of the next entries failed, so the file was altered or belongs to another database');
