@@ -37,7 +37,7 @@ export async function serveWithLease(settings: ServerSettings, logger: Logger, o
     leaseDurationMs: settings.leaseDurationSeconds * 1000,
     takeOverFromDeadLocalHolder: settings.lease === 'lockfile',
     onFatal: (error) => reportFatal(error),
-    ...(process.env['POD_NAME'] === undefined ? {} : { instanceId: process.env['POD_NAME'] }),
+    ...(podInstanceId() === undefined ? {} : { instanceId: podInstanceId() }),
     // Runs once this instance holds the lease, so no other instance uses the data directory meanwhile.
     beforeFirstOpen: async () => {
       if (recoverySnapshot !== undefined) {
@@ -78,6 +78,18 @@ export async function createLeaseStore(settings: ServerSettings): Promise<LeaseS
   const config = new KubeConfig();
   config.loadFromDefault();
   return new KubernetesLeaseStore(config, podNamespace(), settings.leaseName);
+}
+
+/**
+ * The lease holder identity of a Kubernetes pod: `POD_NAME/POD_UID`. A StatefulSet recreates its primary under
+ * the same name, so the name alone would let a new pod retake the lease of a predecessor that may still run
+ * (after a forced delete) without waiting for the lease to expire. The UID differs for every pod.
+ */
+function podInstanceId(): string | undefined {
+  const name = process.env['POD_NAME'];
+  if (name === undefined) return undefined;
+  const uid = process.env['POD_UID'];
+  return uid === undefined || uid === '' ? name : `${name}/${uid}`;
 }
 
 /** The namespace for the Lease: POD_NAMESPACE (downward API), else the service account's namespace file. */

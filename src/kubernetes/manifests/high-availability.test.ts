@@ -70,6 +70,7 @@ describe('withKubernetesFailover', () => {
     const env = serverContainer()['env'] as Json[];
     assert.deepEqual(env.find((entry) => entry['name'] === 'POD_NAME')?.['valueFrom'], { fieldRef: { fieldPath: 'metadata.name' } });
     assert.deepEqual(env.find((entry) => entry['name'] === 'POD_NAMESPACE')?.['valueFrom'], { fieldRef: { fieldPath: 'metadata.namespace' } });
+    assert.deepEqual(env.find((entry) => entry['name'] === 'POD_UID')?.['valueFrom'], { fieldRef: { fieldPath: 'metadata.uid' } });
     assert.equal(find('StatefulSet', 'mycas')['spec'].template.spec.automountServiceAccountToken, true);
   });
 

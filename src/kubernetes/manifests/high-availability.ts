@@ -40,6 +40,8 @@ export function withKubernetesFailover(objects: readonly KubeObject[], options: 
     ...(server['env'] ?? []),
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    // The pod UID makes each incarnation of `NAME-0` a distinct lease holder: see serve-with-lease.ts.
+    { name: 'POD_UID', valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
   ];
 
   const watchdog: WatchdogManifestOptions = { notReadyDelaySeconds, leaseName };

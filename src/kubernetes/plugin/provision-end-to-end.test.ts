@@ -77,7 +77,8 @@ describe('kubectl provision cas end to end', () => {
     }
     const lease = api.get('coordination.k8s.io/v1', 'Lease', NAMESPACE, primaryLeaseName('mycas'));
     assert.ok(lease, `no Lease ${primaryLeaseName('mycas')} in the test API server`);
-    assert.equal(lease['spec'].holderIdentity, objectNames('mycas').primaryPod);
+    const pod = api.get('v1', 'Pod', NAMESPACE, objectNames('mycas').primaryPod);
+    assert.equal(lease['spec'].holderIdentity, `${objectNames('mycas').primaryPod}/${pod?.['metadata'].uid}`);
     const rules = api.get('rbac.authorization.k8s.io/v1', 'Role', NAMESPACE, objectNames('mycas').role)!['rules'] as Array<{ apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] }>;
     const leaseRequests = api.requests.filter((request) => request.path.startsWith(leasePath));
     assert.ok(leaseRequests.some((request) => request.method === 'POST'), 'the Lease was never created');

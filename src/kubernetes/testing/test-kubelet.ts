@@ -292,12 +292,17 @@ export class TestKubelet {
     throw new Error(`volume ${volumeName} has a type the test kubelet does not support`);
   }
 
-  /** Resolves an env `valueFrom`: a secretKeyRef, or the downward API's pod name and namespace. */
+  /** Resolves an env `valueFrom`: a secretKeyRef, or the downward API's pod name, namespace and uid. */
   private envValue(namespace: string, podName: string, valueFrom: Json): string {
     if (valueFrom['secretKeyRef'] !== undefined) return this.secretValue(namespace, valueFrom['secretKeyRef']);
     const fieldPath = valueFrom['fieldRef']?.fieldPath;
     if (fieldPath === 'metadata.name') return podName;
     if (fieldPath === 'metadata.namespace') return namespace;
+    if (fieldPath === 'metadata.uid') {
+      const uid = this.api.get('v1', 'Pod', namespace, podName)?.['metadata']?.uid;
+      if (typeof uid !== 'string') throw new Error(`pod ${namespace}/${podName} has no uid`);
+      return uid;
+    }
     throw new Error(`env valueFrom ${JSON.stringify(valueFrom)} is not supported by the test kubelet`);
   }
 
