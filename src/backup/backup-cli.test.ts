@@ -5,7 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import { EXIT } from '../errors/exit-codes.js';
 import { runCas, startCasProcess, tempDir, type CasProcess } from '../server/testing/cas-process.js';
 import { listSnapshots, readManifest } from '../snapshots/inspect.js';
-import { loadOrCreateSimulationPlatform, type Platform } from '../store/index.js';
+import Database from 'better-sqlite3';
+import { isCasError } from '../errors/cas-error.js';
+import { decryptValue, KeyStore, loadOrCreateSimulationPlatform, type Platform } from '../store/index.js';
+import { deriveStoreSubkeys } from '../store/key-derivation.js';
 import { keyHashOfCertificate } from '../tls/certificates.js';
 
 /**
@@ -155,6 +158,18 @@ describe('cas backup and cas snapshot through the CLI', () => {
     const result = await runCas(['snapshot', 'restore', afterRemoval, '--data-dir', join(root, 'late-restore'), '--platform-dir', backupDir], owner);
     assert.equal(result.code, EXIT.KEY_STORE_NO_ENTRY);
     assert.match(result.stderr, new RegExp(backup.id));
+
+    // Removal rotated the key: the key the removed platform unwraps from the key store it saw before
+    // fails on the later snapshot's key check value, while the primary still verifies that snapshot.
+    const oldEntry = KeyStore.read(join(beforeRemoval, 'cas.key-store')).entry(backup.id)!;
+    const oldKey = backup.unwrapDatabaseKey(oldEntry);
+    const copy = new Database(join(afterRemoval, 'cas.db'), { readonly: true, fileMustExist: true });
+    const keyCheck = (copy.prepare('SELECT value FROM store_info WHERE name = ?').get('key_check') as { value: Buffer }).value;
+    copy.close();
+    const aad = Buffer.from(`cas/v1/store_info/value/${Buffer.from('key_check').toString('hex')}`, 'ascii');
+    assert.throws(() => decryptValue(deriveStoreSubkeys(oldKey).valueEncryption, aad, keyCheck, 'key check'), (error) => isCasError(error, 'DECRYPTION_FAILED'));
+    const onPrimary = await runCas(['snapshot', 'verify', afterRemoval, '--platform-dir', primaryDir, '--audit-log', join(dataDir, 'audit')], owner);
+    assert.equal(onPrimary.code, 0, onPrimary.stderr);
 
     // Documented limit: a snapshot taken before the removal still opens for the removed platform.
     const early = await runCas(['snapshot', 'verify', beforeRemoval, '--platform-dir', backupDir], owner);
