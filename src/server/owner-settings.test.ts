@@ -30,6 +30,14 @@ function syncRejection(action: () => unknown): CasError {
   assert.fail('expected the call to fail');
 }
 
+interface AuditLine {
+  event: string;
+  outcome: string;
+  actor: { keyHash?: string };
+  target?: Record<string, string>;
+  details: { changed?: string[]; sessionHash?: string };
+}
+
 const SESSION = (name: string): string => `name: ${name}
 version: "0.3"
 services:
@@ -86,6 +94,11 @@ describe('owner settings API', () => {
   after(async () => {
     await cas?.close();
   });
+
+  function auditEntries(): AuditLine[] {
+    const log = readFileSync(join(cas.dataDir, DEFAULTS.auditSubdir, FILE_NAMES.auditLog), 'utf8');
+    return log.trim().split('\n').map((line) => JSON.parse(line) as AuditLine);
+  }
 
   it('rejects settings before provisioning', async () => {
     const error = await rejection(() => ownerClient.ownerSettings());
@@ -144,15 +157,37 @@ describe('owner settings API', () => {
     assert.deepEqual(unchanged.changed, []);
     await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] } });
 
-    const log = readFileSync(join(cas.dataDir, DEFAULTS.auditSubdir, FILE_NAMES.auditLog), 'utf8');
-    const entries = log.trim().split('\n').map((line) => JSON.parse(line) as { event: string; actor: { keyHash?: string }; details: { changed?: string[] } });
-    const updates = entries.filter((entry) => entry.event === 'cas.settings.updated');
+    const updates = auditEntries().filter((entry) => entry.event === 'cas.settings.updated');
     assert.deepEqual(
       updates.map((entry) => entry.details.changed),
       [['sessions.topLevelCreators'], ['sessions.topLevelCreators'], ['backup.acceptSimulatedEvidence'], ['backup.acceptSimulatedEvidence'], ['sessions.topLevelCreators']],
     );
     for (const entry of updates) assert.equal(entry.actor.keyHash, owner.keyHash);
     assert.ok(!updates.some((entry) => JSON.stringify(entry).includes(stranger.keyHash)), 'an audit entry contains a setting value');
+  });
+
+  it('records session reads when enabled', async () => {
+    const result = await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] }, audit: { recordSessionReads: true } });
+    assert.deepEqual(result.changed, ['audit.recordSessionReads']);
+    const entriesBefore = auditEntries().length;
+
+    const view = await ownerClient.readSession('owner-top');
+    const denied = await rejection(() => strangerClient.readSession('owner-top'));
+    assert.equal(denied.code, 'PERMISSION_DENIED');
+
+    const reads = auditEntries().slice(entriesBefore).filter((entry) => entry.event === 'session.read');
+    assert.equal(reads.length, 2);
+    assert.equal(reads[0]!.outcome, 'success');
+    assert.equal(reads[0]!.actor.keyHash, owner.keyHash);
+    assert.deepEqual(reads[0]!.target, { session: 'owner-top' });
+    assert.deepEqual(reads[0]!.details, { sessionHash: view.hash });
+    assert.equal(reads[1]!.outcome, 'denied');
+    assert.equal(reads[1]!.actor.keyHash, stranger.keyHash);
+
+    await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] } });
+    const afterDisable = auditEntries().length;
+    await ownerClient.readSession('owner-top');
+    assert.equal(auditEntries().slice(afterDisable).filter((entry) => entry.event === 'session.read').length, 0);
   });
 
   it('keeps settings across a restart', async () => {

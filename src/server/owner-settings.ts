@@ -33,6 +33,15 @@ export const ownerSettingsSchema = z.strictObject({
       topLevelCreators: z.array(KEY_HASH).max(1024).nullable().optional(),
     })
     .optional(),
+  audit: z
+    .strictObject({
+      /**
+       * Whether every `GET /v1/sessions/{name}` appends a `session.read` entry (success or denied). A read
+       * whose entry cannot be written fails, so no read goes unrecorded.
+       */
+      recordSessionReads: z.boolean().optional(),
+    })
+    .optional(),
 });
 
 export type OwnerSettingsDocument = z.infer<typeof ownerSettingsSchema>;
@@ -41,11 +50,13 @@ export type OwnerSettingsDocument = z.infer<typeof ownerSettingsSchema>;
 export interface OwnerSettings {
   backup: { acceptSimulatedEvidence: boolean };
   sessions: { topLevelCreators: string[] | null };
+  audit: { recordSessionReads: boolean };
 }
 
 export const DEFAULT_OWNER_SETTINGS: OwnerSettings = {
   backup: { acceptSimulatedEvidence: true },
   sessions: { topLevelCreators: null },
+  audit: { recordSessionReads: false },
 };
 
 /** Fills the defaults into a validated document, removing duplicate key hashes and sorting the list. */
@@ -54,6 +65,7 @@ export function effectiveOwnerSettings(document: OwnerSettingsDocument): OwnerSe
   return {
     backup: { acceptSimulatedEvidence: document.backup?.acceptSimulatedEvidence ?? DEFAULT_OWNER_SETTINGS.backup.acceptSimulatedEvidence },
     sessions: { topLevelCreators: creators === undefined || creators === null ? null : [...new Set(creators)].sort() },
+    audit: { recordSessionReads: document.audit?.recordSessionReads ?? DEFAULT_OWNER_SETTINGS.audit.recordSessionReads },
   };
 }
 

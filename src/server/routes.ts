@@ -118,7 +118,7 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
     const name = sessionName(request);
     parse(schemas.noQuery, request.query, 'query');
     requireProvisioned(context);
-    return context.sessions.read(name, client(request));
+    return context.sessions.readAudited(name, client(request), request.log);
   });
 
   app.put('/v1/sessions/:name', async (request) => {

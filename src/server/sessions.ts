@@ -1,4 +1,4 @@
-import { CasError } from '../errors/cas-error.js';
+import { CasError, isCasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
 import { isAllowed, parentNamespaces } from '../policy/access.js';
 import { parseSession, renderSessionForRead, sessionHash } from '../policy/index.js';
@@ -121,6 +121,29 @@ export class SessionService {
       creatorKeyHash: stored.record.creatorKeyHash,
       session: renderSessionForRead(stored.session, stored.record.text),
     };
+  }
+
+  /**
+   * Reads a session as `read` does. When the owner setting audit.recordSessionReads is on, it first appends
+   * `session.read` (outcome success, or denied when the access policy rejects the client), so a read whose
+   * audit entry cannot be written fails.
+   */
+  async readAudited(name: string, client: ClientKey, log: Logger = this.logger): Promise<ReturnType<SessionService['read']>> {
+    if (!readOwnerSettings(this.db).audit.recordSessionReads) return this.read(name, client);
+
+    const actor = { kind: 'client' as const, keyHash: client.keyHash };
+    let view: ReturnType<SessionService['read']>;
+    try {
+      view = this.read(name, client);
+    } catch (error) {
+      if (isCasError(error, 'PERMISSION_DENIED')) {
+        await this.commit({ event: 'session.read', actor, target: { session: name }, outcome: 'denied', details: {} }, () => undefined);
+        log.info({ session: name, clientKeyHash: client.keyHash }, 'denied session read recorded in the audit log');
+      }
+      throw error;
+    }
+    await this.commit({ event: 'session.read', actor, target: { session: name }, outcome: 'success', details: { sessionHash: view.hash } }, () => undefined);
+    return view;
   }
 
   /** Names and hashes of the sessions the client may read. */

@@ -78,7 +78,7 @@ describe('kubectl provision cas --owner-config', () => {
     assert.deepEqual(result.changedSettings, ['backup.acceptSimulatedEvidence', 'sessions.topLevelCreators']);
 
     const settings = await readSettings();
-    assert.deepEqual(settings, { backup: { acceptSimulatedEvidence: false }, sessions: { topLevelCreators: [OTHER_KEY_HASH] } });
+    assert.deepEqual(settings, { backup: { acceptSimulatedEvidence: false }, sessions: { topLevelCreators: [OTHER_KEY_HASH] }, audit: { recordSessionReads: false } });
   });
 
   it('re-run applies it idempotently', async () => {
@@ -94,7 +94,7 @@ describe('kubectl provision cas --owner-config', () => {
     const file = settingsFile('defaults.json', '{"backup": {"acceptSimulatedEvidence": true}}');
     const output = JSON.parse(await casAsOwner(['settings', 'set', file, '--output', 'json'])) as { settings: OwnerSettings; changed: string[] };
     assert.deepEqual(output.changed, ['backup.acceptSimulatedEvidence', 'sessions.topLevelCreators']);
-    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null } });
+    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: false } });
   });
 
   it('another identity cannot apply settings', async () => {
@@ -107,7 +107,7 @@ describe('kubectl provision cas --owner-config', () => {
     });
     assert.notEqual(run.code, 0);
     assert.match(run.stderr, /only the CAS owner may read or change the CAS settings/);
-    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null } });
+    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: false } });
   });
 });
 
