@@ -228,9 +228,15 @@ export class CasDatabase {
         finishedKeyStore.writeAtomic(paths.keyStore, databaseKey);
         logger.warn({ keyStore: paths.keyStore, rotationCommitted }, 'finished the key store of an interrupted key rotation');
       }
-      if (!readOnly && store.readRow('store_info', Buffer.from(ROTATION_DUE_ROW)) !== undefined) {
+      if (!readOnly && store.keyRotationDue) {
         logger.warn({ database: paths.database }, 'a platform was removed but the key rotation did not run; rotating now');
-        store.rotate();
+        try {
+          store.rotate();
+        } catch (error) {
+          // A failed rotation leaves the database under the old key, so opening it still works. Failing
+          // here would lock this CAS out of its own database; the next writable open tries again.
+          logger.error({ err: error, database: paths.database }, 'key rotation after a platform removal failed; the removed platform may still decrypt later copies');
+        }
       }
     } catch (error) {
       db.close();

@@ -217,6 +217,30 @@ describe('key rotation on platform removal', () => {
     assert.equal(decryptWithKey(join(dataDir, 'cas.db'), oldKey), 0);
   });
 
+  it('keeps the old key when the re-encryption fails', async () => {
+    const { dataDir, primary, removed } = await setUp('failed');
+    const oldKey = unwrapFrom(join(dataDir, 'cas.key-store'), removed);
+    const sqlite = new Database(join(dataDir, 'cas.db'));
+    const row = sqlite.prepare('SELECT lookup, value FROM sessions LIMIT 1').get() as { lookup: Buffer; value: Buffer };
+    const altered = Buffer.from(row.value);
+    altered[altered.length - 1]! ^= 1;
+    sqlite.prepare('UPDATE sessions SET value = ? WHERE lookup = ?').run(altered, row.lookup);
+    sqlite.close();
+
+    const db = CasDatabase.open({ dataDir, platform: primary });
+    await assert.rejects(db.writeGate.run(() => db.removePlatform(removed.id)), withCode('DECRYPTION_FAILED'));
+    db.close();
+    assert.equal((JSON.parse(readFileSync(join(dataDir, 'cas.key-store'), 'utf8')) as { version: number }).version, 1);
+
+    // The rotation stays due and fails again at each open, which still succeeds under the old key.
+    const reopened = CasDatabase.open({ dataDir, platform: primary });
+    assert.equal(reopened.keyRotationDue, true);
+    assert.equal(reopened.getMeta('audit.head')?.toString('utf8'), META['audit.head']);
+    assert.equal(reopened.listSessionNames().length, SESSION_NAMES.length);
+    reopened.close();
+    assert.ok(decryptWithKey(join(dataDir, 'cas.db'), oldKey) > 10);
+  });
+
   it('rotates on demand and refuses to run inside a transaction', async () => {
     const { dataDir, primary, remaining } = await setUp('on-demand');
     const db = CasDatabase.open({ dataDir, platform: primary });
