@@ -52,12 +52,24 @@ function settingsFile(name: string, text: string): string {
 }
 
 describe('kubectl provision cas --owner-config', () => {
+  it('help explains the flag', async () => {
+    const run = await runPlugin(['cas', '--help'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /--owner-config <FILE>/);
+    assert.match(run.stdout, /replaces the CAS settings/);
+  });
+
   it('invalid file touches nothing', async () => {
     const file = settingsFile('bad.yaml', 'backup:\n  acceptSimulatedEvidence: false\n  acceptSimulation: false\n');
     const run = await runPlugin(['cas', 'mycas', '-n', NAMESPACE, '--dcap-api', DCAP_KEY, '--owner-config', file], env);
     assert.notEqual(run.code, 0);
     assert.match(run.stderr, /backup\.acceptSimulation: unknown setting/);
     assert.deepEqual(api.requests, []);
+
+    const dryRun = await runPlugin(['cas', 'mycas', '--dry-run', '--owner-config', file], env);
+    assert.notEqual(dryRun.code, 0);
+    assert.match(dryRun.stderr, /backup\.acceptSimulation: unknown setting/);
+    assert.equal(dryRun.stdout, '');
   });
 
   it('missing file touches nothing', async () => {
