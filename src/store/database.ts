@@ -717,7 +717,12 @@ function cellAad(table: Table, column: Column, lookup: Buffer): Buffer {
 
 /** True when `key` decrypts the key check value of `db`. */
 function keyCheckPasses(db: Database.Database, key: Buffer): boolean {
-  const row = db.prepare('SELECT value FROM store_info WHERE name = ?').get('key_check') as { value: Buffer } | undefined;
+  let row: { value: Buffer } | undefined;
+  try {
+    row = db.prepare('SELECT value FROM store_info WHERE name = ?').get('key_check') as { value: Buffer } | undefined;
+  } catch (error) {
+    throw toDatabaseError(error, `Cannot read the key check value of database ${db.name}`);
+  }
   if (row === undefined) return false;
   const subkeys = deriveStoreSubkeys(key);
   try {
