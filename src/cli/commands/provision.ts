@@ -4,7 +4,7 @@ import { CasClient } from '../../client/cas-client.js';
 import { resolveCasUrl } from '../../client/connect.js';
 import { casHome, loadOrCreateIdentity, readPinnedCertificate } from '../../client/home.js';
 import { outputFormat, printResult } from '../../client/output.js';
-import { CasError } from '../../errors/cas-error.js';
+import { CasError, isCasError } from '../../errors/cas-error.js';
 import { readOwnerSettingsFile } from '../../server/owner-settings.js';
 
 /**
@@ -39,7 +39,17 @@ export function register(program: Command): void {
         printResult(format, { url: casUrl.origin, ...result }, result.owner, `provisioned the CAS at ${casUrl.origin}; owner key hash:`);
         return;
       }
-      const applied = await client.replaceOwnerSettings(ownerSettings);
+      let applied: Awaited<ReturnType<CasClient['replaceOwnerSettings']>>;
+      try {
+        applied = await client.replaceOwnerSettings(ownerSettings);
+      } catch (error) {
+        // The provisioning itself succeeded and cannot be repeated, so the message says how to finish.
+        if (!isCasError(error)) throw error;
+        throw new CasError(error.code, `provisioned the CAS at ${casUrl.origin} (owner key hash ${result.owner}), but applying ${flags.ownerConfig} failed: ${error.message}; run cas settings set ${flags.ownerConfig} --cas ${casUrl.origin}`, {
+          cause: error,
+          ...(error.details === undefined ? {} : { details: error.details }),
+        });
+      }
       const note = `provisioned the CAS at ${casUrl.origin} and applied ${flags.ownerConfig} (changed: ${applied.changed.join(', ') || 'nothing'}); owner key hash:`;
       printResult(format, { url: casUrl.origin, ...result, settings: applied.settings, changedSettings: applied.changed }, result.owner, note);
     });

@@ -54,6 +54,23 @@ describe('cas settings CLI', () => {
     assert.deepEqual(output.settings.sessions.topLevelCreators, [OTHER_KEY_HASH]);
   });
 
+  it('provision explains a failed apply', async () => {
+    // A body limit that the settings request exceeds makes the apply fail after provisioning succeeded.
+    const small = await startTestCas({ bodyLimitBytes: 4096 });
+    try {
+      const creators = Array.from({ length: 100 }, (_, index) => index.toString(16).padStart(64, '0'));
+      const file = settingsFile('large.json', JSON.stringify({ sessions: { topLevelCreators: creators } }));
+      const env = { CAS_HOME: join(files, 'small-owner-home') };
+      const result = await runCas(['provision', '--cas', small.url.href, '--token-file', join(small.dataDir, FILE_NAMES.provisioningToken), '--owner-config', file], env);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /provisioned the CAS at https:\/\/127\.0\.0\.1:\d+ \(owner key hash [0-9a-f]{64}\), but applying .*large\.json failed/);
+      assert.ok(result.stderr.includes(`run cas settings set ${file} --cas ${small.url.origin}`), result.stderr);
+      assert.equal((await clientFor(small.url, await newIdentity()).status()).provisioned, true);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('get and set round trip', async () => {
     const attest = await runCas(['attest', '--cas', cas.url.href, '--accept-simulation'], ownerEnv);
     assert.equal(attest.code, 0, attest.stderr);

@@ -132,8 +132,8 @@ export async function provisionCas(request: ProvisionCasRequest, io: PluginIo): 
     await deleteProvisioningToken(kube.config, options.namespace, options.name);
     detail(`deleted secret/${objectNames(options.name).provisioningTokenSecret}`);
     if (ownerSettings !== undefined) {
-      // Applied on every run, so the CAS keeps the settings in the file; a run by someone who is not the
-      // owner fails here with PERMISSION_DENIED.
+      // Applied on every run, so the CAS keeps the settings in the file. A run by an identity that is not
+      // the owner fails here with PERMISSION_DENIED.
       const applied = await applyOwnerSettings({ connectUrl, casCertificatePem: provisioned.certificatePem, settings: ownerSettings });
       changedSettings = applied.changed;
       say(
