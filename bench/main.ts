@@ -26,9 +26,11 @@ const FIGURES: Array<{ number: number; title: string; run: Figure }> = [
  * docs/benchmarks.md. A figure that fails is reported on the page with its error, never with a number.
  */
 async function main(argv: string[]): Promise<void> {
-  const quick = argv.includes('--quick');
-  const onlyIndex = argv.indexOf('--only');
-  const only = onlyIndex >= 0 ? new Set((argv[onlyIndex + 1] ?? '').split(',').map(Number)) : undefined;
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const { quick, only } = parseArguments(argv);
   const output = join(repoRoot(), 'docs', 'benchmarks.md');
   const started = performance.now();
   const progress = (message: string): void => {
@@ -69,11 +71,44 @@ async function main(argv: string[]): Promise<void> {
   progress(`wrote ${output} after ${totalSeconds.toFixed(0)} s`);
 }
 
+const USAGE = `Usage: npm run bench [-- [--quick] [--only N[,N...]]]
+
+Runs the benchmark figures in order and writes docs/benchmarks.md.
+
+  --quick          shorter runs and smaller data sets (about a minute instead of five to ten)
+  --only N,M       run only figures N and M (1 to ${FIGURES.length}); prints their page on stdout and
+                   leaves docs/benchmarks.md unchanged
+  -h, --help       print this help
+
+Environment: CAS_BENCH_CPU_PROF=DIR writes a V8 CPU profile of every cas serve process into DIR.
+`;
+
+/** Parses the suite's arguments; an unknown argument or a figure number out of range is an error. */
+function parseArguments(argv: string[]): { quick: boolean; only: Set<number> | undefined } {
+  let quick = false;
+  let only: Set<number> | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const argument = argv[i]!;
+    if (argument === '--quick') {
+      quick = true;
+    } else if (argument === '--only') {
+      const list = argv[++i] ?? '';
+      only = new Set(list.split(',').map(Number));
+      if (list === '' || [...only].some((n) => !FIGURES.some((figure) => figure.number === n))) {
+        throw new Error(`invalid --only value "${list}": expected figure numbers from 1 to ${FIGURES.length}, separated by commas`);
+      }
+    } else {
+      throw new Error(`unknown argument "${argument}"; see npm run bench -- --help`);
+    }
+  }
+  return { quick, only };
+}
+
 function firstLine(text: string): string {
   return text.split('\n')[0] ?? text;
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exitCode = 1;
 });
