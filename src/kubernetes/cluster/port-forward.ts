@@ -27,6 +27,12 @@ export async function forwardPodPort(
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
+    // client-node writes pod output to this socket even after the local client has gone away; the write then
+    // fails with EPIPE as an 'error' event, which would crash the plugin if nothing listened for it.
+    socket.on('error', (error) => {
+      onError(`port-forward to ${podName}:${podPort}: local connection failed: ${error.message}`);
+      socket.destroy();
+    });
     const errors = new PassThrough();
     errors.on('data', (chunk: Buffer) => onError(`port-forward to ${podName}:${podPort}: ${chunk.toString('utf8').trim()}`));
     forwarder
@@ -35,6 +41,10 @@ export async function forwardPodPort(
         // client-node does not end the local socket when the API server closes the stream; do it here.
         const ws = connection as WebSocket;
         ws.on('close', () => socket.end());
+        ws.on('error', (error) => {
+          onError(`port-forward to ${podName}:${podPort}: stream failed: ${error.message}`);
+          socket.destroy();
+        });
         socket.on('close', () => ws.close());
       })
       .catch((error: unknown) => {
