@@ -255,15 +255,23 @@ export class LocalCluster {
   }
 }
 
-/** Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and released). */
+/**
+ * Returns a TCP port on 127.0.0.1 that was free a moment ago. The harness keeps a node's port across restarts,
+ * so the port is reserved now and bound later. It is taken from 20000-32767, below Linux's default ephemeral
+ * range (32768-60999): other tests that bind port 0 get ephemeral ports and cannot take it in between.
+ */
 export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    if (await canBind(port)) return port;
+  }
+  throw new CasError('INTERNAL', 'found no free loopback port in 20000-32767 after 100 attempts');
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
