@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { runCli } from './run.js';
+import { packageVersion } from '../config/version.js';
 import { register as registerAudit } from './commands/audit.js';
 import { register as registerAttest } from './commands/attest.js';
 import { register as registerConfig } from './commands/config.js';
@@ -22,6 +23,7 @@ import { register as registerSettings } from './commands/settings.js';
  */
 const program = new Command('cas')
   .description('Configuration and Attestation Service: server and client commands')
+  .version(packageVersion(), '-V, --version', 'print the version of cas')
   .showHelpAfterError();
 
 const groups: Array<(program: Command) => void> = [registerServe, registerProvision, registerAttest, registerSession, registerConfig, registerRun, registerAudit, registerQuote, registerBackup, registerSnapshot, registerStatus, registerWatchdog, registerSettings];

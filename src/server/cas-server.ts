@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { fastify, LogController } from 'fastify';
 import type { AuditLog } from '../audit/index.js';
@@ -15,7 +14,7 @@ import { processMetrics } from '../metrics/process-metrics.js';
 import { ServerObserver } from '../status/server-observer.js';
 import { registerStatusRoute } from '../status/status-route.js';
 import { registerSnapshotDownloadRoutes } from '../snapshots/download-routes.js';
-import { repoRoot } from '../testing/paths.js';
+import { packageVersion } from '../config/version.js';
 import { certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
 import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
@@ -279,10 +278,4 @@ function registerHealthRoutes(app: CasApp, db: CasDatabase, serving: () => boole
   });
 }
 
-export function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(`${repoRoot()}/package.json`, 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
+export { packageVersion };
