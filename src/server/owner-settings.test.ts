@@ -166,9 +166,9 @@ describe('owner settings API', () => {
     assert.ok(!updates.some((entry) => JSON.stringify(entry).includes(stranger.keyHash)), 'an audit entry contains a setting value');
   });
 
-  it('records session reads when enabled', async () => {
+  it('records session reads by default', async () => {
     const result = await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] }, audit: { recordSessionReads: true } });
-    assert.deepEqual(result.changed, ['audit.recordSessionReads']);
+    assert.ok(!result.changed.includes('audit.recordSessionReads'), 'recording session reads is not the default');
     const entriesBefore = auditEntries().length;
 
     const view = await ownerClient.readSession('owner-top');
@@ -184,7 +184,8 @@ describe('owner settings API', () => {
     assert.equal(reads[1]!.outcome, 'denied');
     assert.equal(reads[1]!.actor.keyHash, stranger.keyHash);
 
-    await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] } });
+    const disabled = await ownerClient.replaceOwnerSettings({ sessions: { topLevelCreators: [stranger.keyHash] }, audit: { recordSessionReads: false } });
+    assert.deepEqual(disabled.changed, ['audit.recordSessionReads']);
     const afterDisable = auditEntries().length;
     await ownerClient.readSession('owner-top');
     assert.equal(auditEntries().slice(afterDisable).filter((entry) => entry.event === 'session.read').length, 0);

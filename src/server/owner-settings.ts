@@ -56,7 +56,8 @@ export interface OwnerSettings {
 export const DEFAULT_OWNER_SETTINGS: OwnerSettings = {
   backup: { acceptSimulatedEvidence: true },
   sessions: { topLevelCreators: null },
-  audit: { recordSessionReads: false },
+  // Session reads are CAS transactions too, so the audit log records them unless the owner opts out.
+  audit: { recordSessionReads: true },
 };
 
 /** Fills the defaults into a validated document, removing duplicate key hashes and sorting the list. */

@@ -77,7 +77,7 @@ describe('cas settings CLI', () => {
 
     const got = await runCas(['settings', 'get', '--cas', cas.url.href, '--output', 'json'], ownerEnv);
     assert.equal(got.code, 0, got.stderr);
-    assert.deepEqual((JSON.parse(got.stdout) as { settings: OwnerSettings }).settings, { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: [OTHER_KEY_HASH] }, audit: { recordSessionReads: false } });
+    assert.deepEqual((JSON.parse(got.stdout) as { settings: OwnerSettings }).settings, { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: [OTHER_KEY_HASH] }, audit: { recordSessionReads: true } });
 
     const file = settingsFile('next.json', '{"backup": {"acceptSimulatedEvidence": false}}');
     const set = await runCas(['settings', 'set', file, '--cas', cas.url.href], ownerEnv);

@@ -90,7 +90,7 @@ describe('kubectl provision cas --owner-config', () => {
     assert.deepEqual(result.changedSettings, ['backup.acceptSimulatedEvidence', 'sessions.topLevelCreators']);
 
     const settings = await readSettings();
-    assert.deepEqual(settings, { backup: { acceptSimulatedEvidence: false }, sessions: { topLevelCreators: [OTHER_KEY_HASH] }, audit: { recordSessionReads: false } });
+    assert.deepEqual(settings, { backup: { acceptSimulatedEvidence: false }, sessions: { topLevelCreators: [OTHER_KEY_HASH] }, audit: { recordSessionReads: true } });
   });
 
   it('re-run applies it idempotently', async () => {
@@ -106,7 +106,7 @@ describe('kubectl provision cas --owner-config', () => {
     const file = settingsFile('defaults.json', '{"backup": {"acceptSimulatedEvidence": true}}');
     const output = JSON.parse(await casAsOwner(['settings', 'set', file, '--output', 'json'])) as { settings: OwnerSettings; changed: string[] };
     assert.deepEqual(output.changed, ['backup.acceptSimulatedEvidence', 'sessions.topLevelCreators']);
-    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: false } });
+    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: true } });
   });
 
   it('another identity cannot apply settings', async () => {
@@ -119,7 +119,7 @@ describe('kubectl provision cas --owner-config', () => {
     });
     assert.notEqual(run.code, 0);
     assert.match(run.stderr, /only the CAS owner may read or change the CAS settings/);
-    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: false } });
+    assert.deepEqual(await readSettings(), { backup: { acceptSimulatedEvidence: true }, sessions: { topLevelCreators: null }, audit: { recordSessionReads: true } });
   });
 });
 
