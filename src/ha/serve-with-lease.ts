@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ServerSettings } from '../config/settings.js';
 import { CasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
+import { runUntilStopped } from '../server/run-until-stopped.js';
 import { startHighAvailableCas } from './ha-serve.js';
 import type { LeaseStore } from './lease.js';
 import { LockFileLeaseStore } from './lockfile-lease.js';
@@ -50,21 +51,7 @@ export async function serveWithLease(settings: ServerSettings, logger: Logger, o
     },
   });
 
-  await new Promise<void>((resolve, reject) => {
-    void fatal.then((error) => cas.close('fatal').then(() => reject(error), reject));
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        logger.info({ signal }, 'received signal while stopping; still waiting for requests in flight');
-        return;
-      }
-      stopping = true;
-      logger.info({ signal }, 'received signal');
-      cas.close('signal').then(resolve, reject);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await runUntilStopped(cas, fatal, logger);
 }
 
 /** Creates the lease store that `--lease` selects. */

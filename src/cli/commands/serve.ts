@@ -3,6 +3,7 @@ import { DEFAULTS, ENV_VARS } from '../../config/defaults.js';
 import { loadServerSettings, type ServerSettings } from '../../config/settings.js';
 import { CasError } from '../../errors/cas-error.js';
 import type { Logger } from '../../logging/logger.js';
+import { runUntilStopped } from '../../server/run-until-stopped.js';
 
 interface ServeFlags {
   dataDir?: string;
@@ -142,22 +143,5 @@ async function serve(
   const server = await createCasServer({ settings, logger, onFatal: (error) => reportFatal(error) });
   await server.listen();
 
-  await new Promise<void>((resolve, reject) => {
-    // A failed snapshot stops the CAS: close the database cleanly, then exit with the error's code.
-    void fatal.then((error) => server.close('fatal').then(() => reject(error), reject));
-    // The handlers stay installed while the server stops, so a repeated signal cannot kill the process
-    // before the database is closed.
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        logger.info({ signal }, 'received signal while stopping; still waiting for requests in flight');
-        return;
-      }
-      stopping = true;
-      logger.info({ signal }, 'received signal');
-      server.close('signal').then(resolve, reject);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await runUntilStopped(server, fatal, logger);
 }
