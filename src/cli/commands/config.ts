@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { connectPinned } from '../../client/connect.js';
-import { fetchConfiguration } from '../../client/fetch-configuration.js';
-import { DEFAULTS } from '../../config/defaults.js';
-import { addEvidenceOptions, evidenceOptions, reportEvidenceSource, type EvidenceFlags } from '../evidence-options.js';
+import { addEvidenceOptions } from '../evidence-options.js';
+import { fetchServiceConfiguration, type ServiceFlags } from '../service-configuration.js';
 
 /** `cas config fetch`: attests and prints a service's configuration as JSON (for debugging and tests). */
 export function register(program: Command): void {
@@ -17,24 +15,8 @@ export function register(program: Command): void {
     .option('--output <format>', 'json (the only format)', 'json')
     .argument('[args...]', 'host arguments that fill @@1, @@2, ... (untrusted input)');
   addEvidenceOptions(fetch)
-    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string } & EvidenceFlags) => {
-      const { client } = await connectPinned(flags.cas);
-      const configuration = await fetchConfiguration(client, {
-        session: flags.session,
-        service: flags.service,
-        platformDir: flags.platformDir ?? DEFAULTS.platformDir(),
-        hostArguments: args,
-        hostEnvironment: hostEnvironment(),
-        evidence: evidenceOptions(flags),
-        onEvidence: reportEvidenceSource,
-      });
+    .action(async (args: string[], flags: ServiceFlags) => {
+      const configuration = await fetchServiceConfiguration(flags, args);
       process.stdout.write(JSON.stringify(configuration, null, 2) + '\n');
     });
-}
-
-/** Returns the host environment as strings: the source of `\@\@NAME` values, which are untrusted input. */
-export function hostEnvironment(): Record<string, string> {
-  const environment: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) environment[key] = value;
-  return environment;
 }

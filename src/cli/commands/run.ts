@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { connectPinned } from '../../client/connect.js';
-import { fetchConfiguration } from '../../client/fetch-configuration.js';
 import { commandToRun, runService, workingDirectory, writeInjectionFiles } from '../../client/run-service.js';
-import { DEFAULTS } from '../../config/defaults.js';
-import { addEvidenceOptions, evidenceOptions, reportEvidenceSource, type EvidenceFlags } from '../evidence-options.js';
-import { hostEnvironment } from './config.js';
+import { addEvidenceOptions } from '../evidence-options.js';
+import { fetchServiceConfiguration, type ServiceFlags } from '../service-configuration.js';
 
 /**
  * `cas run`: attests, fetches the service's configuration, writes its injection files and runs its
@@ -20,17 +17,8 @@ export function register(program: Command): void {
     .option('--platform-dir <dir>', 'directory of this machine\'s platform key, which signs the simulated evidence (default ~/.cas-platform)')
     .argument('[args...]', 'after --: arguments that fill @@1, @@2, ...; for a service without command, the command to run (untrusted input)');
   addEvidenceOptions(command)
-    .action(async (args: string[], flags: { session: string; service: string; cas?: string; platformDir?: string } & EvidenceFlags) => {
-      const { client } = await connectPinned(flags.cas);
-      const configuration = await fetchConfiguration(client, {
-        session: flags.session,
-        service: flags.service,
-        platformDir: flags.platformDir ?? DEFAULTS.platformDir(),
-        hostArguments: args,
-        hostEnvironment: hostEnvironment(),
-        evidence: evidenceOptions(flags),
-        onEvidence: reportEvidenceSource,
-      });
+    .action(async (args: string[], flags: ServiceFlags) => {
+      const configuration = await fetchServiceConfiguration(flags, args);
       const argv = commandToRun(configuration, args);
       // Checked first, so a missing working directory leaves no injection files behind.
       writeInjectionFiles(configuration, workingDirectory(configuration));
