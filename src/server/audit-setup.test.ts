@@ -6,7 +6,7 @@ import { HTTP_STATUS } from '../errors/http-status.js';
 import { silentLogger } from '../logging/logger.js';
 import { CasDatabase, openPlatform } from '../store/index.js';
 import { createSelfSignedCertificate } from '../tls/certificates.js';
-import { createCommit, openServerAudit } from './audit-setup.js';
+import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
 import { tempDir } from './testing/cas-process.js';
 
 const KEY_HASH = 'c'.repeat(64);
@@ -42,6 +42,46 @@ describe('createCommit', () => {
       assert.equal(HTTP_STATUS.AUDIT_APPEND_FAILED, 503);
     } finally {
       await audit.close();
+      db.close();
+    }
+  });
+});
+
+describe('storeAuditHead', () => {
+  const head = (seq: number) => ({ seq, hash: seq.toString(16).padStart(64, '0') });
+  const storedHead = (db: CasDatabase) => JSON.parse(db.getMeta('audit.head')!.toString('utf8')) as { seq: number; hash: string };
+
+  it('shares one commit among concurrent stores', async () => {
+    const root = tempDir('head-store');
+    const platform = await openPlatform({ mode: 'simulation', platformDir: join(root, 'platform') });
+    const db = CasDatabase.open({ dataDir: join(root, 'data'), platform });
+    try {
+      await storeAuditHead(db, head(5));
+      assert.equal(storedHead(db).seq, 5);
+
+      const before = db.changeCounter();
+      await Promise.all(Array.from({ length: 35 }, (_, index) => storeAuditHead(db, head(6 + index))));
+      assert.deepEqual(storedHead(db), head(40));
+      const commits = db.changeCounter() - before;
+      assert.ok(commits >= 1 && commits <= 2, `35 concurrent stores took ${commits} commits`);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('never moves the head backwards', async () => {
+    const root = tempDir('head-order');
+    const platform = await openPlatform({ mode: 'simulation', platformDir: join(root, 'platform') });
+    const db = CasDatabase.open({ dataDir: join(root, 'data'), platform });
+    try {
+      await storeAuditHead(db, head(9));
+      const before = db.changeCounter();
+      await storeAuditHead(db, head(3));
+      assert.deepEqual(storedHead(db), head(9));
+      assert.equal(db.changeCounter(), before);
+      await storeAuditHead(db, head(10));
+      assert.deepEqual(storedHead(db), head(10));
+    } finally {
       db.close();
     }
   });

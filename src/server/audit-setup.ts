@@ -70,9 +70,56 @@ export function createCommit(db: CasDatabase, audit: { append(entry: AuditEventI
     });
 }
 
-/** Stores the head after an append that has no database change of its own (start, stop, release). */
-export async function storeAuditHead(db: CasDatabase, head: AuditHead): Promise<void> {
-  await db.writeGate.run(() => db.putMeta(AUDIT_HEAD_META, Buffer.from(JSON.stringify(head), 'utf8')));
+/** Per database: the newest head waiting to be stored, and the store that will write it. */
+interface HeadStoreState {
+  latest: AuditHead;
+  /** A store that has not started yet; it writes whatever `latest` is when it starts. */
+  pending: Promise<void> | undefined;
+  /** The store in progress, which may have read an older `latest`. */
+  running: Promise<void> | undefined;
+}
+
+const headStores = new WeakMap<CasDatabase, HeadStoreState>();
+
+/**
+ * Stores the head after an append that has no database change of its own (start, stop, release, snapshot).
+ * Resolves once a database commit that started after this call has stored this head or a newer one.
+ * Concurrent callers share one commit (and so one fsync), the way their audit appends share one: each
+ * stored head is a separate SQLite transaction with `synchronous = FULL`, which would otherwise cost every
+ * configuration release an fsync of its own. A head older than the stored one is never written back, so a
+ * release that waited behind a session change cannot move the head backwards.
+ */
+export function storeAuditHead(db: CasDatabase, head: AuditHead): Promise<void> {
+  let state = headStores.get(db);
+  if (state === undefined) {
+    state = { latest: head, pending: undefined, running: undefined };
+    headStores.set(db, state);
+  } else if (head.seq > state.latest.seq) {
+    state.latest = head;
+  }
+  if (state.pending !== undefined) return state.pending;
+
+  const current = state;
+  const previous = current.running;
+  // Assigned before the body below first reads it: the body starts with an await.
+  let store!: Promise<void>;
+  store = (async () => {
+    await previous?.catch(() => undefined);
+    current.pending = undefined;
+    current.running = store;
+    const head = current.latest;
+    try {
+      await db.writeGate.run(() => {
+        const stored = readHead(db);
+        if (stored !== undefined && stored.seq >= head.seq) return;
+        db.putMeta(AUDIT_HEAD_META, Buffer.from(JSON.stringify(head), 'utf8'));
+      });
+    } finally {
+      if (current.running === store) current.running = undefined;
+    }
+  })();
+  current.pending = store;
+  return store;
 }
 
 function readSigner(db: CasDatabase): { privateKeyPem: string; certificatePem: string } | undefined {
