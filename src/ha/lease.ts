@@ -8,7 +8,7 @@ export interface LeaseHolder {
   url?: string;
   /** Platform id of the instance, so an operator can match the holder with `cas backup list`. */
   platformId?: string;
-  /** Node (machine) name and process id; with them a standby on the same node sees that a holder died. */
+  /** Node (machine) name and process id, so a standby on the same node can detect that the holder died. */
   node?: string;
   pid?: number;
   /** `<boot id>/<pid namespace inode>`: where `pid` is meaningful. Linux only. */
@@ -69,9 +69,9 @@ export function leaseTiming(durationMs: number): LeaseTiming {
 
 /**
  * Monotonic milliseconds. `performance.now()` follows CLOCK_MONOTONIC, which keeps running while the
- * process is stopped (SIGSTOP), so a resumed holder sees how long it was away.
- * NOTE: CLOCK_MONOTONIC stops while the whole machine is suspended; a suspended host resumes believing
- * its lease is younger than it is, until its next renewal attempt fails.
+ * process is stopped (SIGSTOP), so a resumed holder measures how long it was away.
+ * NOTE: CLOCK_MONOTONIC stops while the whole machine is suspended. A suspended host therefore resumes
+ * believing its lease is younger than it is, until its next renewal attempt fails.
  */
 export function monotonicNow(): number {
   return performance.now();
@@ -106,11 +106,11 @@ export class LeaseElector {
   private readonly onObserved: ((record: LeaseRecord | undefined) => void) | undefined;
   private readonly isHolderGone: (holder: LeaseHolder) => boolean;
 
-  /** The record this instance wrote last while it holds the lease. */
+  /** Record this instance wrote last, while it is the lease holder. */
   private held: LeaseRecord | undefined;
   /** Monotonic time at which the last successful renewal (or the acquisition) started. */
   private heldSince = Number.NEGATIVE_INFINITY;
-  /** The last record seen from another holder, and when it was first seen unchanged. */
+  /** Version of the last record read from another holder, and when that version was first read. */
   private observed: { version: string | undefined; at: number } | undefined;
   private lastRecord: LeaseRecord | undefined;
 
@@ -150,7 +150,8 @@ export class LeaseElector {
 
   /**
    * Makes one acquisition attempt: reads the lease and takes it when it is free, released, already ours, or
-   * unchanged for a whole lease period since this instance first saw it. Returns true when it now holds it.
+   * unchanged for a whole lease period since this instance first read it. Returns true when this instance
+   * is now the holder.
    */
   async tryAcquire(): Promise<boolean> {
     const started = this.now();
@@ -181,8 +182,8 @@ export class LeaseElector {
   }
 
   /**
-   * Renews the held lease. Returns false (and forgets the lease) when the stored record is no longer
-   * ours: another instance took it while this one could not renew.
+   * Renews the held lease. Returns false (and drops the lease locally) when the stored record is no longer
+   * ours, because another instance took it while this one could not renew.
    */
   async renew(): Promise<boolean> {
     const held = this.held;
@@ -216,7 +217,7 @@ export class LeaseElector {
     await this.store.compareAndSwap(record, { holder: undefined, token: held.token, durationMs: held.durationMs, renewedAt: new Date().toISOString() });
   }
 
-  /** Forgets the held lease without writing; `isValid()` is false from now on. */
+  /** Drops the held lease locally without writing, so `isValid()` is false from now on. */
   lose(): void {
     this.held = undefined;
     this.heldSince = Number.NEGATIVE_INFINITY;
@@ -236,17 +237,23 @@ export class LeaseElector {
 /** Builds the NOT_PRIMARY error that names the current primary, as standby and fenced instances return it. */
 export function notPrimaryError(record: LeaseRecord | undefined, self: LeaseHolder, state: 'standby' | 'expired' | 'starting'): CasError {
   const primary = record?.holder !== undefined && record.holder.id !== self.id ? record.holder : undefined;
-  const who =
-    primary === undefined
-      ? 'no primary holds the lease right now; retry in a few seconds'
-      : `the primary is ${primary.id}${primary.url === undefined ? '' : ` at ${primary.url}`}; send writes there or retry after a failover`;
-  const what =
-    state === 'standby'
-      ? `this CAS instance (${self.id}) is a standby and does not accept requests`
-      : state === 'starting'
-        ? `this CAS instance (${self.id}) holds the lease but is still opening the database`
-        : `this CAS instance (${self.id}) could not renew its primary lease in time and stopped accepting requests`;
-  return new CasError('NOT_PRIMARY', `${what}; ${who}`, {
+
+  let primaryHint = 'no primary holds the lease right now; retry in a few seconds';
+  if (primary !== undefined) {
+    const location = primary.url === undefined ? '' : ` at ${primary.url}`;
+    primaryHint = `the primary is ${primary.id}${location}; send writes there or retry after a failover`;
+  }
+
+  let stateMessage: string;
+  if (state === 'standby') {
+    stateMessage = `this CAS instance (${self.id}) is a standby and does not accept requests`;
+  } else if (state === 'starting') {
+    stateMessage = `this CAS instance (${self.id}) holds the lease but is still opening the database`;
+  } else {
+    stateMessage = `this CAS instance (${self.id}) could not renew its primary lease in time and stopped accepting requests`;
+  }
+
+  return new CasError('NOT_PRIMARY', `${stateMessage}; ${primaryHint}`, {
     details: { instance: self.id, primary: primary ?? null, leaseToken: record?.token ?? null },
   });
 }
