@@ -12,7 +12,7 @@ import { casCliPath } from '../../testing/paths.js';
 
 /**
  * A local multi-node CAS for tests and benchmarks: several "nodes" on one machine, each with its own
- * platform directory (its platform key) and loopback port, sharing one data directory that stands in for
+ * platform directory (its platform key) and loopback port, sharing one data directory that serves as
  * the database volume. Every node runs the built `cas serve --lease lockfile` as a child process, which
  * the harness starts, kills with SIGKILL, pauses with SIGSTOP and resumes with SIGCONT.
  *
@@ -222,8 +222,8 @@ export class LocalCluster {
   }
 
   /**
-   * A client with the owner's identity that accepts only `certificatePem` (the CAS identity, which every
-   * primary loads from the shared database, so it stays the same across a failover).
+   * Creates a client with the owner's identity that accepts only `certificatePem`. That is the CAS identity,
+   * which every primary loads from the shared database, so it stays the same across a failover.
    */
   ownerClient(node: string, certificatePem: string, timeoutMs = 10_000): CasClient {
     return new CasClient({ casUrl: new URL(this.url(node)), ...this.ownerIdentity(), trust: { kind: 'pinned', certificatePem }, timeoutMs });
@@ -234,7 +234,7 @@ export class LocalCluster {
     return new CasClient({ casUrl: new URL(this.url(node)), ...this.ownerIdentity(), trust: { kind: 'unverified' }, timeoutMs });
   }
 
-  /** The owner's TLS client key and certificate, created by the first CLI command run as the owner. */
+  /** Reads the owner's TLS client key and certificate, created by the first CLI command run as the owner. */
   ownerIdentity(): { clientKeyPem: string; clientCertificatePem: string } {
     return {
       clientKeyPem: readFileSync(join(this.ownerHome, CLIENT_KEY_FILE), 'utf8'),
@@ -250,7 +250,7 @@ export class LocalCluster {
 
   private assertNode(node: string): void {
     if (!this.options.nodes.includes(node)) {
-      throw new CasError('INVALID_ARGUMENT', `unknown node "${node}"; this cluster has ${this.options.nodes.join(', ')}`);
+      throw new CasError('INVALID_ARGUMENT', `unknown node "${node}"; use one of this cluster's nodes: ${this.options.nodes.join(', ')}`);
     }
   }
 }
@@ -258,7 +258,7 @@ export class LocalCluster {
 /**
  * Returns a TCP port on 127.0.0.1 that was free a moment ago. The harness keeps a node's port across restarts,
  * so the port is reserved now and bound later. It is taken from 20000-32767, below Linux's default ephemeral
- * range (32768-60999): other tests that bind port 0 get ephemeral ports and cannot take it in between.
+ * range (32768-60999), so other tests that bind port 0 get ephemeral ports and cannot take it in between.
  */
 export async function freeLoopbackPort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
