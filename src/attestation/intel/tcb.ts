@@ -5,8 +5,8 @@ import type { SgxReportBody, TdReportBody } from './quote.js';
 
 /**
  * TCB level matching and status convergence, following Intel's Quote Verification Library
- * (TcbLevelCheck, TdxModuleCheck, EnclaveReportVerifier): a level matches when every SGX component SVN and
- * the PCE SVN of the PCK certificate (and, for TDX, every TEE_TCB_SVN byte) is at least the level's; the
+ * (TcbLevelCheck, TdxModuleCheck, EnclaveReportVerifier). A level matches when every SGX component SVN and
+ * the PCE SVN of the PCK certificate (and, for TDX, every TEE_TCB_SVN byte) is at least the level's. The
  * first matching level in the order PCS serves (highest first) applies.
  */
 export const TCB_STATUSES = [
@@ -22,9 +22,9 @@ export const TCB_STATUSES = [
 ] as const;
 export type TcbStatus = (typeof TCB_STATUSES)[number];
 
-function toStatus(value: string, what: string): TcbStatus {
+function toStatus(value: string, source: string): TcbStatus {
   if (!(TCB_STATUSES as readonly string[]).includes(value)) {
-    throw new CasError('COLLATERAL_INVALID', `${what} has the unknown TCB status ${JSON.stringify(value)}`);
+    throw new CasError('COLLATERAL_INVALID', `${source} has the unknown TCB status ${JSON.stringify(value)}`);
   }
   return value as TcbStatus;
 }
@@ -34,7 +34,7 @@ export interface TcbOutcome {
   advisoryIds: string[];
 }
 
-/** The platform TCB level for an SGX quote, or for a TDX quote's SGX part and TDX part. */
+/** Finds the platform TCB level for an SGX quote, or for a TDX quote's SGX and TDX parts, and returns its status. */
 export function matchPlatformTcb(tcbInfo: TcbInfo, pck: PckExtensions, td: TdReportBody | undefined): TcbOutcome {
   let sgxLevel: TcbLevel | undefined;
   for (const level of tcbInfo.tcbLevels) {
@@ -45,7 +45,7 @@ export function matchPlatformTcb(tcbInfo: TcbInfo, pck: PckExtensions, td: TdRep
     const tdx = level.tcb.tdxtcbcomponents;
     if (tdx === undefined) throw new CasError('COLLATERAL_INVALID', 'TDX TCB Info has a TCB level without tdxtcbcomponents');
     // With a TDX module of major version > 0, bytes 0 and 1 of TEE_TCB_SVN are the module's SVN and
-    // version, which the TDX module identity judges instead.
+    // version, which the TDX module identity check covers instead.
     const first = td.teeTcbSvn[1]! > 0 ? 2 : 0;
     if (tdx.every((component, i) => i < first || td.teeTcbSvn[i]! >= component.svn)) {
       return { status: toStatus(level.tcbStatus, 'TCB Info'), advisoryIds: level.advisoryIDs ?? [] };
