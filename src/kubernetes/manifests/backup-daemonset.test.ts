@@ -5,26 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CLIENT_CERT_FILE, CLIENT_KEY_FILE, PINNED_DIR } from '../../client/home.js';
-import { DEFAULTS } from '../../config/defaults.js';
 import { casCliPath } from '../../testing/paths.js';
 import { backupDaemonSet } from './backup-daemonset.js';
 import { buildManifests } from './index.js';
 import { BACKUP_REGISTRAR_KEYS, BACKUP_REGISTRAR_MOUNT, CONTAINER_NAMES, CONTAINER_USER_ID, IMAGE_CAS_CLI } from './names.js';
-import { DEFAULT_STORAGE, type CasDeploymentOptions } from './options.js';
+import type { CasDeploymentOptions } from './options.js';
+import { testDeploymentOptions } from './test-support.js';
 
-const OPTIONS: CasDeploymentOptions = {
-  name: 'mycas',
-  namespace: 'confidential',
-  image: 'registry.example/cas:1.2.3',
-  imagePullSecret: undefined,
-  mode: 'simulation',
-  snapshotIntervalSeconds: DEFAULTS.snapshotIntervalSeconds,
-  storageClass: undefined,
-  serviceType: 'ClusterIP',
-  storage: { ...DEFAULT_STORAGE },
-  nodeSelector: {},
-  platformHostPath: '/var/lib/cas-platform',
-};
+const OPTIONS: CasDeploymentOptions = testDeploymentOptions({ imagePullSecret: undefined });
 
 /** Whether this process can run the script as the pod's user, as the kubelet does. */
 const asPodUser = process.getuid?.() === 0;

@@ -13,13 +13,7 @@ import {
   selectorLabels,
   VOLUME_NAMES,
 } from './names.js';
-import {
-  platformVolume,
-  podSecurityContext,
-  preparePlatformDirContainer,
-  restrictedContainerSecurityContext,
-  tmpVolume,
-} from './pod-security.js';
+import { platformPodSpec, restrictedContainerSecurityContext } from './pod-security.js';
 
 /**
  * Registers every selected node as a backup target of the primary. A DaemonSet puts one pod on each node,
@@ -41,15 +35,9 @@ export function backupDaemonSet(options: CasDeploymentOptions): IDaemonSet {
       updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%' } },
       template: {
         metadata: { labels: commonLabels(options.name, 'backup') },
-        spec: {
-          serviceAccountName: names.serviceAccount,
-          automountServiceAccountToken: false,
-          securityContext: podSecurityContext(),
+        spec: platformPodSpec(options, {
           terminationGracePeriodSeconds: 5,
-          ...(Object.keys(options.nodeSelector).length === 0 ? {} : { nodeSelector: options.nodeSelector }),
-          ...(options.imagePullSecret === undefined ? {} : { imagePullSecrets: [{ name: options.imagePullSecret }] }),
           initContainers: [
-            preparePlatformDirContainer(options.image),
             {
               name: CONTAINER_NAMES.registerBackup,
               image: options.image,
@@ -78,14 +66,12 @@ export function backupDaemonSet(options: CasDeploymentOptions): IDaemonSet {
             },
           ],
           volumes: [
-            platformVolume(options),
             { name: VOLUME_NAMES.clientHome, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
             // Optional, so that a GitOps deployment starts before the plugin has written the Secret; until
             // then the registration fails and the kubelet retries it.
             { name: VOLUME_NAMES.backupRegistrar, secret: { secretName: names.backupRegistrarSecret, optional: true, defaultMode: 0o440 } },
-            tmpVolume(),
           ],
-        },
+        }),
       },
     },
   };

@@ -1,29 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULTS } from '../../config/defaults.js';
 import { runCas } from '../../server/testing/cas-process.js';
 import { StrictSchemaValidator } from '../testing/strict-schema.js';
 import { withKubernetesFailover, primaryLeaseName } from './high-availability.js';
 import { buildCoreManifests, buildManifests } from './index.js';
 import { CONTAINER_NAMES } from './names.js';
-import { DEFAULT_FAILOVER_DELAY_SECONDS, DEFAULT_STORAGE, validateOptions, type CasDeploymentOptions } from './options.js';
+import { DEFAULT_FAILOVER_DELAY_SECONDS, validateOptions, type CasDeploymentOptions } from './options.js';
+import { testDeploymentOptions, type Json } from './test-support.js';
 import { DEFAULT_NOT_READY_DELAY_SECONDS } from '../../cli/commands/watchdog.js';
 
-type Json = Record<string, any>;
-
-const options: CasDeploymentOptions = {
-  name: 'mycas',
-  namespace: 'confidential',
-  image: 'registry.example/cas:1.2.3',
-  imagePullSecret: 'cas-image-pull',
-  mode: 'simulation',
-  snapshotIntervalSeconds: DEFAULTS.snapshotIntervalSeconds,
-  storageClass: undefined,
-  serviceType: 'ClusterIP',
-  storage: { ...DEFAULT_STORAGE },
-  nodeSelector: {},
-  platformHostPath: '/var/lib/cas-platform',
-};
+const options: CasDeploymentOptions = testDeploymentOptions();
 
 const base = buildCoreManifests(options, 'dcap-key-0123456789');
 const objects = withKubernetesFailover(base, options, 90) as unknown as Json[];

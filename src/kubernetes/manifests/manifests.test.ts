@@ -7,27 +7,11 @@ import { StrictSchemaValidator } from '../testing/strict-schema.js';
 import { buildManifests, type KubeObject } from './index.js';
 import { DEFAULT_STORAGE, validateOptions, type CasDeploymentOptions } from './options.js';
 import { IMAGE_CAS_CLI, objectNames, PROVISIONING_TOKEN_FILE, VOLUME_NAMES } from './names.js';
+import { testDeploymentOptions, type Json } from './test-support.js';
 
 const DCAP_KEY = 'dcap-key-for-manifest-tests-0123456789';
 
-function options(overrides: Partial<CasDeploymentOptions> = {}): CasDeploymentOptions {
-  return {
-    name: 'mycas',
-    namespace: 'confidential',
-    image: 'registry.example/cas:1.2.3',
-    imagePullSecret: 'cas-image-pull',
-    mode: 'simulation',
-    snapshotIntervalSeconds: DEFAULTS.snapshotIntervalSeconds,
-    storageClass: undefined,
-    serviceType: 'ClusterIP',
-    storage: { ...DEFAULT_STORAGE },
-    nodeSelector: {},
-    platformHostPath: '/var/lib/cas-platform',
-    ...overrides,
-  };
-}
-
-type Json = Record<string, any>;
+const options = testDeploymentOptions;
 
 function find(objects: KubeObject[], kind: string, name?: string): Json {
   const found = objects.find((object) => object.kind === kind && (name === undefined || object.metadata?.name === name));

@@ -16,13 +16,7 @@ import {
   selectorLabels,
   VOLUME_NAMES,
 } from './names.js';
-import {
-  platformVolume,
-  podSecurityContext,
-  preparePlatformDirContainer,
-  restrictedContainerSecurityContext,
-  tmpVolume,
-} from './pod-security.js';
+import { platformPodSpec, restrictedContainerSecurityContext } from './pod-security.js';
 
 /**
  * Builds the primary CAS: a StatefulSet of one replica, so that Kubernetes never runs two pods with the same
@@ -51,25 +45,18 @@ export function casStatefulSet(options: CasDeploymentOptions): IStatefulSet {
             'prometheus.io/path': METRICS_PATH,
           },
         },
-        spec: {
-          serviceAccountName: names.serviceAccount,
-          automountServiceAccountToken: false,
-          securityContext: podSecurityContext(),
+        spec: platformPodSpec(options, {
           terminationGracePeriodSeconds: 30,
-          ...(Object.keys(options.nodeSelector).length === 0 ? {} : { nodeSelector: options.nodeSelector }),
-          ...(options.imagePullSecret === undefined ? {} : { imagePullSecrets: [{ name: options.imagePullSecret }] }),
-          initContainers: [preparePlatformDirContainer(options.image)],
+          initContainers: [],
           containers: [serverContainer(options)],
           volumes: [
-            platformVolume(options),
             {
               name: VOLUME_NAMES.provisioningToken,
               // Optional: the plugin deletes this Secret after provisioning, and a restarted pod must still start.
               secret: { secretName: names.provisioningTokenSecret, optional: true, defaultMode: 0o400 },
             },
-            tmpVolume(),
           ],
-        },
+        }),
       },
       volumeClaimTemplates: [
         claimTemplate(VOLUME_NAMES.database, options.storage.database, options),

@@ -3,24 +3,11 @@ import { describe, it } from 'node:test';
 import { DEFAULTS } from '../../config/defaults.js';
 import { runCas } from '../../server/testing/cas-process.js';
 import { StrictSchemaValidator } from '../testing/strict-schema.js';
-import { DEFAULT_STORAGE, type CasDeploymentOptions } from './options.js';
+import type { CasDeploymentOptions } from './options.js';
+import { testDeploymentOptions, type Json } from './test-support.js';
 import { buildWatchdogManifests, DEFAULT_WATCHDOG_OPTIONS } from './watchdog.js';
 
-type Json = Record<string, any>;
-
-const options: CasDeploymentOptions = {
-  name: 'mycas',
-  namespace: 'confidential',
-  image: 'registry.example/cas:1.2.3',
-  imagePullSecret: 'cas-image-pull',
-  mode: 'simulation',
-  snapshotIntervalSeconds: DEFAULTS.snapshotIntervalSeconds,
-  storageClass: undefined,
-  serviceType: 'ClusterIP',
-  storage: { ...DEFAULT_STORAGE },
-  nodeSelector: {},
-  platformHostPath: '/var/lib/cas-platform',
-};
+const options: CasDeploymentOptions = testDeploymentOptions();
 
 function objects(): Json[] {
   return buildWatchdogManifests(options, { notReadyDelaySeconds: 45, leaseName: 'mycas-primary' }) as Json[];
