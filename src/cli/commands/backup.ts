@@ -1,14 +1,10 @@
 import type { Command } from 'commander';
 import { BackupClient } from '../../backup/backup-client.js';
-import { outputFormat, printResult } from '../../client/output.js';
+import { outputFormat, printResult, type OutputFormat } from '../../client/output.js';
 import { DEFAULTS } from '../../config/defaults.js';
 import { CasError } from '../../errors/cas-error.js';
 import { openPlatform } from '../../store/platform.js';
-
-interface BackupFlags {
-  cas?: string;
-  output?: string;
-}
+import { withClientOptions, type ClientFlags } from '../client-options.js';
 
 /**
  * `cas backup register|list|remove|authorize-registrar|revoke-registrar`: manage the platforms that may open
@@ -24,7 +20,7 @@ export function register(program: Command): void {
     .option('--platform-dir <dir>', 'directory of the platform key to register; created on first use (default ~/.cas-platform)')
     .option('--mode <mode>', 'platform mode: simulation or hardware', DEFAULTS.mode)
     .option('--output <format>', 'text or json', 'text')
-    .action(async (flags: BackupFlags & { platformDir?: string; mode: string }) => {
+    .action(async (flags: ClientFlags & { platformDir?: string; mode: string }) => {
       const format = outputFormat(flags.output);
       if (flags.mode !== 'simulation' && flags.mode !== 'hardware') {
         throw new CasError('INVALID_ARGUMENT', `invalid --mode "${flags.mode}"; expected simulation or hardware`);
@@ -36,12 +32,8 @@ export function register(program: Command): void {
       printResult(format, result, result.platform.platformId, note);
     });
 
-  backup
-    .command('list')
-    .description('list the platforms whose key store entries let them open the database, and removed ones')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
-    .action(async (flags: BackupFlags) => {
+  withClientOptions(backup.command('list').description('list the platforms whose key store entries let them open the database, and removed ones'))
+    .action(async (flags: ClientFlags) => {
       const format = outputFormat(flags.output);
       const client = await BackupClient.connect(flags.cas);
       const result = await client.list();
@@ -51,38 +43,22 @@ export function register(program: Command): void {
       printResult(format, result, [...lines, ...removed, ...registrars].join('\n'));
     });
 
-  backup
-    .command('authorize-registrar <key-hash>')
-    .description('allow another client key (SHA-256 of its public key) to register backup platforms, and nothing else')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
-    .action(async (keyHash: string, flags: BackupFlags) => {
-      const format = outputFormat(flags.output);
-      checkKeyHash(keyHash);
-      const client = await BackupClient.connect(flags.cas);
+  withClientOptions(backup.command('authorize-registrar <key-hash>').description('allow another client key (SHA-256 of its public key) to register backup platforms, and nothing else'))
+    .action(async (keyHash: string, flags: ClientFlags) => {
+      const { format, client } = await connectForRegistrar(keyHash, flags);
       const result = await client.authorizeRegistrar(keyHash);
       printResult(format, result, undefined, result.added ? `authorised registrar ${keyHash}` : `registrar ${keyHash} was already authorised`);
     });
 
-  backup
-    .command('revoke-registrar <key-hash>')
-    .description('withdraw a registrar key; the platforms it registered stay registered')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
-    .action(async (keyHash: string, flags: BackupFlags) => {
-      const format = outputFormat(flags.output);
-      checkKeyHash(keyHash);
-      const client = await BackupClient.connect(flags.cas);
+  withClientOptions(backup.command('revoke-registrar <key-hash>').description('withdraw a registrar key; the platforms it registered stay registered'))
+    .action(async (keyHash: string, flags: ClientFlags) => {
+      const { format, client } = await connectForRegistrar(keyHash, flags);
       await client.revokeRegistrar(keyHash);
       printResult(format, { keyHash, revoked: true }, undefined, `revoked registrar ${keyHash}`);
     });
 
-  backup
-    .command('remove <platform-id>')
-    .description('withdraw a backup target: its key store entry is deleted and the removal recorded in the database')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
-    .action(async (platformId: string, flags: BackupFlags) => {
+  withClientOptions(backup.command('remove <platform-id>').description('withdraw a backup target: its key store entry is deleted and the removal recorded in the database'))
+    .action(async (platformId: string, flags: ClientFlags) => {
       const format = outputFormat(flags.output);
       if (!/^[0-9a-f]{32}$/.test(platformId)) {
         throw new CasError('INVALID_ARGUMENT', `invalid platform id "${platformId}"; expected 32 lower-case hex characters as cas backup list shows them`);
@@ -93,8 +69,11 @@ export function register(program: Command): void {
     });
 }
 
-function checkKeyHash(keyHash: string): void {
+/** Checks the output format and key hash of a registrar subcommand before connecting to the CAS. */
+async function connectForRegistrar(keyHash: string, flags: ClientFlags): Promise<{ format: OutputFormat; client: BackupClient }> {
+  const format = outputFormat(flags.output);
   if (!/^[0-9a-f]{64}$/.test(keyHash)) {
     throw new CasError('INVALID_ARGUMENT', `invalid key hash "${keyHash}"; expected the 64 lower-case hex characters of a client key's SHA-256`);
   }
+  return { format, client: await BackupClient.connect(flags.cas) };
 }

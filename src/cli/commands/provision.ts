@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CasClient } from '../../client/cas-client.js';
-import { resolveCasUrl } from '../../client/connect.js';
-import { casHome, loadOrCreateIdentity, readPinnedCertificate } from '../../client/home.js';
 import { outputFormat, printResult } from '../../client/output.js';
 import { CasError, isCasError } from '../../errors/cas-error.js';
 import { readOwnerSettingsFile } from '../../server/owner-settings.js';
+import { connectPinnedIfAny } from '../client-options.js';
 
 /**
  * `cas provision`: makes the caller's client identity the CAS owner. The one-time token authenticates the
@@ -24,16 +23,7 @@ export function register(program: Command): void {
       const format = outputFormat(flags.output);
       const token = readToken(flags);
       const ownerSettings = flags.ownerConfig === undefined ? undefined : readOwnerSettingsFile(flags.ownerConfig);
-      const casUrl = resolveCasUrl(flags.cas);
-      const home = casHome();
-      const identity = await loadOrCreateIdentity(home);
-      const pinned = readPinnedCertificate(casUrl, home);
-      const client = new CasClient({
-        casUrl,
-        clientKeyPem: identity.privateKeyPem,
-        clientCertificatePem: identity.certificatePem,
-        trust: pinned === undefined ? { kind: 'unverified' } : { kind: 'pinned', certificatePem: pinned },
-      });
+      const { client, casUrl } = await connectPinnedIfAny(flags.cas);
       const result = await client.provision(token);
       if (ownerSettings === undefined) {
         printResult(format, { url: casUrl.origin, ...result }, result.owner, `provisioned the CAS at ${casUrl.origin}; owner key hash:`);

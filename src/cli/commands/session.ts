@@ -5,22 +5,13 @@ import { connectPinned } from '../../client/connect.js';
 import { outputFormat, printResult } from '../../client/output.js';
 import { CasError } from '../../errors/cas-error.js';
 import { substituteVariables } from '../../policy/index.js';
-
-interface ClientFlags {
-  cas?: string;
-  output?: string;
-}
+import { withClientOptions, type ClientFlags } from '../client-options.js';
 
 /** `cas session create|update|read|list|delete`. */
 export function register(program: Command): void {
   const session = program.command('session').description('create, update, read, list and delete sessions');
 
-  session
-    .command('create <file>')
-    .description('upload a new session; prints its hash')
-    .option('-e, --env <KEY=VALUE>', 'replace the template variable $KEY or ${KEY} in the file before upload (repeatable)', collect, [])
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
+  sessionFileCommand(session, 'create <file>', 'upload a new session; prints its hash')
     .action(async (file: string, flags: ClientFlags & { env: string[] }) => {
       const format = outputFormat(flags.output);
       const text = readSessionFile(file, flags.env);
@@ -29,12 +20,7 @@ export function register(program: Command): void {
       printResult(format, created, created.hash, `created session ${created.name}`);
     });
 
-  session
-    .command('update <file>')
-    .description('upload a new version of a session; fills in predecessor with the current hash unless the file sets it')
-    .option('-e, --env <KEY=VALUE>', 'replace the template variable $KEY or ${KEY} in the file before upload (repeatable)', collect, [])
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
+  sessionFileCommand(session, 'update <file>', 'upload a new version of a session; fills in predecessor with the current hash unless the file sets it')
     .action(async (file: string, flags: ClientFlags & { env: string[] }) => {
       const format = outputFormat(flags.output);
       const text = readSessionFile(file, flags.env);
@@ -57,11 +43,7 @@ export function register(program: Command): void {
       printResult(format, updated, updated.hash, `updated session ${updated.name}`);
     });
 
-  session
-    .command('read <name>')
-    .description('print a session (secret values withheld)')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
+  withClientOptions(session.command('read <name>').description('print a session (secret values withheld)'))
     .action(async (name: string, flags: ClientFlags) => {
       const format = outputFormat(flags.output);
       const { client } = await connectPinned(flags.cas);
@@ -69,11 +51,7 @@ export function register(program: Command): void {
       printResult(format, view, view.session, `session ${view.name}, hash ${view.hash}`);
     });
 
-  session
-    .command('list')
-    .description('list the sessions this client may read')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
+  withClientOptions(session.command('list').description('list the sessions this client may read'))
     .action(async (flags: ClientFlags) => {
       const format = outputFormat(flags.output);
       const { client } = await connectPinned(flags.cas);
@@ -81,17 +59,22 @@ export function register(program: Command): void {
       printResult(format, { sessions }, sessions.map((s) => `${s.name}\t${s.hash}`).join('\n'));
     });
 
-  session
-    .command('delete <name>')
-    .description('delete a session (needs update permission)')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
+  withClientOptions(session.command('delete <name>').description('delete a session (needs update permission)'))
     .action(async (name: string, flags: ClientFlags) => {
       const format = outputFormat(flags.output);
       const { client } = await connectPinned(flags.cas);
       await client.deleteSession(name);
       printResult(format, { name, deleted: true }, undefined, `deleted session ${name}`);
     });
+}
+
+/** Creates a subcommand that uploads a session file, with `-e KEY=VALUE` (repeatable) and then the client options. */
+function sessionFileCommand(session: Command, nameAndArgs: string, description: string): Command {
+  const command = session
+    .command(nameAndArgs)
+    .description(description)
+    .option('-e, --env <KEY=VALUE>', 'replace the template variable $KEY or ${KEY} in the file before upload (repeatable)', collect, []);
+  return withClientOptions(command);
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { CasClient } from '../../client/cas-client.js';
-import { resolveCasUrl } from '../../client/connect.js';
-import { casHome, loadOrCreateIdentity, readPinnedCertificate } from '../../client/home.js';
 import { outputFormat, printResult } from '../../client/output.js';
 import type { CasStatus } from '../../status/status-types.js';
+import { connectPinnedIfAny, withClientOptions, type ClientFlags } from '../client-options.js';
 
 /**
  * `cas status`: prints the role, mode, version and health of a CAS and, for its owner, sessions,
@@ -11,27 +9,16 @@ import type { CasStatus } from '../../status/status-types.js';
  * against the pin in CAS_HOME when there is one; otherwise the output states that it was not verified.
  */
 export function register(program: Command): void {
-  program
+  const status = program
     .command('status')
-    .description('show the role, mode, version and health of a CAS; its owner also sees snapshots, audit head, backups and lease')
-    .option('--cas <url>', 'CAS URL (default CAS_URL or https://127.0.0.1:8081)')
-    .option('--output <format>', 'text or json', 'text')
-    .action(async (flags: { cas?: string; output?: string }) => {
-      const format = outputFormat(flags.output);
-      const casUrl = resolveCasUrl(flags.cas);
-      const home = casHome();
-      const identity = await loadOrCreateIdentity(home);
-      const pinned = readPinnedCertificate(casUrl, home);
-      const client = new CasClient({
-        casUrl,
-        clientKeyPem: identity.privateKeyPem,
-        clientCertificatePem: identity.certificatePem,
-        trust: pinned === undefined ? { kind: 'unverified' } : { kind: 'pinned', certificatePem: pinned },
-      });
-      const status = (await client.status()) as unknown as CasStatus;
-      const result = { url: casUrl.origin, certificatePinned: pinned !== undefined, ...status };
-      printResult(format, result, formatStatus(result));
-    });
+    .description('show the role, mode, version and health of a CAS; its owner also sees snapshots, audit head, backups and lease');
+  withClientOptions(status).action(async (flags: ClientFlags) => {
+    const format = outputFormat(flags.output);
+    const { client, casUrl, pinned } = await connectPinnedIfAny(flags.cas);
+    const reported = (await client.status()) as unknown as CasStatus;
+    const result = { url: casUrl.origin, certificatePinned: pinned, ...reported };
+    printResult(format, result, formatStatus(result));
+  });
 }
 
 /** Formats a status as aligned `label: value` lines for a terminal. */
