@@ -12,7 +12,7 @@ const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceac
 
 export interface ServeWithLeaseOptions {
   /**
-   * `--cas-database-recovery SNAPSHOT`: restored once this instance holds the lease, never before. Without
+   * `--cas-database-recovery SNAPSHOT`: restored once this instance is the lease holder, never before. Without
    * it, the newest valid snapshot is restored when the database is missing (see volume-recovery.ts).
    */
   recoverySnapshot?: string;
@@ -39,7 +39,7 @@ export async function serveWithLease(settings: ServerSettings, logger: Logger, o
     takeOverFromDeadLocalHolder: settings.lease === 'lockfile',
     onFatal: (error) => reportFatal(error),
     ...(podInstanceId() === undefined ? {} : { instanceId: podInstanceId() }),
-    // Runs once this instance holds the lease, so no other instance uses the data directory meanwhile.
+    // Runs once this instance is the lease holder, so no other instance uses the data directory meanwhile.
     beforeFirstOpen: async () => {
       if (recoverySnapshot !== undefined) {
         const { recoverFromSnapshot } = await import('../snapshots/recovery.js');
@@ -58,7 +58,7 @@ export async function serveWithLease(settings: ServerSettings, logger: Logger, o
 export async function createLeaseStore(settings: ServerSettings): Promise<LeaseStore> {
   if (settings.lease === 'lockfile') return LockFileLeaseStore.forDataDir(settings.dataDir);
   if (settings.lease !== 'kubernetes') {
-    throw new CasError('INTERNAL', `createLeaseStore called with --lease ${settings.lease}`);
+    throw new CasError('INTERNAL', `unsupported --lease value "${settings.lease}"; expected lockfile or kubernetes`);
   }
   const { KubeConfig } = await import('@kubernetes/client-node');
   const { KubernetesLeaseStore } = await import('./kubernetes-lease.js');
@@ -68,9 +68,9 @@ export async function createLeaseStore(settings: ServerSettings): Promise<LeaseS
 }
 
 /**
- * The lease holder identity of a Kubernetes pod: `POD_NAME/POD_UID`. A StatefulSet recreates its primary under
- * the same name, so the name alone would let a new pod retake the lease of a predecessor that may still run
- * (after a forced delete) without waiting for the lease to expire. The UID differs for every pod.
+ * Returns the lease holder identity of a Kubernetes pod, `POD_NAME/POD_UID`. A StatefulSet recreates its primary
+ * under the same name, so the name alone would let a new pod retake the lease of a predecessor that may still
+ * run (after a forced delete) without waiting for the lease to expire. The UID differs for every pod.
  */
 function podInstanceId(): string | undefined {
   const name = process.env['POD_NAME'];
@@ -79,7 +79,7 @@ function podInstanceId(): string | undefined {
   return uid === undefined || uid === '' ? name : `${name}/${uid}`;
 }
 
-/** The namespace for the Lease: POD_NAMESPACE (downward API), else the service account's namespace file. */
+/** Returns the namespace for the Lease: POD_NAMESPACE (downward API), else the service account's namespace file. */
 function podNamespace(): string {
   const fromEnvironment = process.env['POD_NAMESPACE'];
   if (fromEnvironment !== undefined && fromEnvironment !== '') return fromEnvironment;
