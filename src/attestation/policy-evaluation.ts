@@ -18,8 +18,8 @@ export interface Mismatch {
 export const HYPERTHREADING_ADVISORIES: ReadonlySet<string> = new Set(['INTEL-SA-00161', 'INTEL-SA-00233']);
 
 /**
- * Checks verified evidence against a service's attestation variants and the session's security settings,
- * and throws ATTESTATION_REJECTED naming every mismatch (with expected and actual values) when the evidence
+ * Checks verified evidence against a service's attestation variants and the session's security settings.
+ * Throws ATTESTATION_REJECTED naming every mismatch (with expected and actual values) when the evidence
  * satisfies no variant or fails a session-wide check. Evidence must satisfy the TCB, advisory and debug
  * checks and at least one variant.
  */
@@ -47,7 +47,7 @@ function describe(mismatch: Mismatch): string {
 }
 
 /**
- * The tolerances each Intel TCB status needs. `ConfigurationNeeded` is satisfied by
+ * Tolerances that each Intel TCB status needs. `ConfigurationNeeded` is satisfied by
  * `insecure-configuration`, or by `hyperthreading` when every advisory is a hyperthreading advisory.
  */
 const STATUS_TOLERANCES: Record<string, Array<Tolerance | 'configuration'>> = {
@@ -97,8 +97,12 @@ function checkAdvisories(result: EvidenceResult, security: AttestationSecurity):
 
 function checkDebug(result: EvidenceResult, tolerate: Tolerance[]): Mismatch[] {
   if (!result.measurements.debug || tolerate.includes('debug-mode')) return [];
-  const what = result.teeType === 'sgx' ? 'enclave' : result.teeType === 'tdx' ? 'TD' : 'guest';
-  return [{ field: 'debug', expected: `a production ${what}, or tolerate: [debug-mode]`, actual: `debug ${what}` }];
+
+  let subject = 'guest';
+  if (result.teeType === 'sgx') subject = 'enclave';
+  else if (result.teeType === 'tdx') subject = 'TD';
+
+  return [{ field: 'debug', expected: `a production ${subject}, or tolerate: [debug-mode]`, actual: `debug ${subject}` }];
 }
 
 type VariantMismatch = Omit<Mismatch, 'variant'>;
