@@ -4,7 +4,7 @@ import { parsePckExtensions } from '../intel/pck-extensions.js';
 import { parseQuote } from '../intel/quote.js';
 import { certificatesFromPem } from '../x509.js';
 
-/** Which collateral a quote needs: TCB Info for its FMSPC, and the CRL of the CA that issued its PCK. */
+/** Collateral lookup key of a quote: TCB Info for its FMSPC, and the CRL of the CA that issued its PCK. */
 export interface CollateralKey {
   teeType: 'sgx' | 'tdx';
   /** FMSPC, 12 upper-case hex characters. */
@@ -79,9 +79,9 @@ export class PcsClient implements IntelCollateralSource {
     };
   }
 
-  private async request(url: string, what: string): Promise<Response> {
+  private async request(url: string, item: string): Promise<Response> {
     // The API key goes only to the origin of the base URL, and a request that carries it follows no
-    // redirect: fetch keeps custom headers on a redirect to another origin, which would hand the key to it.
+    // redirect, because fetch keeps custom headers on a redirect to another origin and would send the key there.
     const headers: Record<string, string> = {};
     const sendKey = this.options.apiKey !== undefined && new URL(url).origin === new URL(this.baseUrl).origin;
     if (sendKey) headers['Ocp-Apim-Subscription-Key'] = this.options.apiKey!;
@@ -89,40 +89,40 @@ export class PcsClient implements IntelCollateralSource {
     try {
       response = await this.fetchImpl(url, { headers, redirect: sendKey ? 'error' : 'follow', signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000) });
     } catch (error) {
-      throw new CasError('COLLATERAL_UNAVAILABLE', `fetching ${what} from ${url} failed: ${(error as Error).message}`, { cause: error });
+      throw new CasError('COLLATERAL_UNAVAILABLE', `fetching ${item} from ${url} failed: ${(error as Error).message}`, { cause: error });
     }
     if (response.status !== 200) {
-      throw new CasError('COLLATERAL_UNAVAILABLE', `fetching ${what} from ${url} failed with HTTP ${response.status}`, { details: { url, status: response.status } });
+      throw new CasError('COLLATERAL_UNAVAILABLE', `fetching ${item} from ${url} failed with HTTP ${response.status}`, { details: { url, status: response.status } });
     }
     return response;
   }
 
-  private async fetchSigned(url: string, member: string, chainHeaders: string[], what: string): Promise<{ text: string; signature: Buffer; issuerChain: string }> {
-    const response = await this.request(url, what);
+  private async fetchSigned(url: string, member: string, chainHeaders: string[], item: string): Promise<{ text: string; signature: Buffer; issuerChain: string }> {
+    const response = await this.request(url, item);
     const body = await response.text();
     const text = rawJsonMember(body, member);
     const signatureJson = rawJsonMember(body, 'signature');
     if (text === undefined || signatureJson === undefined) {
-      throw new CasError('COLLATERAL_INVALID', `${what} response from ${url} lacks "${member}" or "signature"`);
+      throw new CasError('COLLATERAL_INVALID', `${item} response from ${url} is missing "${member}" or "signature"`);
     }
     const signatureHex = JSON.parse(signatureJson) as unknown;
     if (typeof signatureHex !== 'string' || !/^[0-9a-fA-F]{128}$/.test(signatureHex)) {
-      throw new CasError('COLLATERAL_INVALID', `${what} response from ${url}: "signature" is not 64 bytes of hex`);
+      throw new CasError('COLLATERAL_INVALID', `${item} response from ${url}: "signature" is not 64 bytes of hex`);
     }
-    return { text, signature: Buffer.from(signatureHex, 'hex'), issuerChain: issuerChain(response, chainHeaders, what, url) };
+    return { text, signature: Buffer.from(signatureHex, 'hex'), issuerChain: issuerChain(response, chainHeaders, item, url) };
   }
 
-  private async fetchCrl(url: string, what: string, chainHeader?: string): Promise<{ crl: Buffer; issuerChain?: string }> {
-    const response = await this.request(url, what);
-    const crl = crlBytes(Buffer.from(await response.arrayBuffer()), what);
-    return chainHeader === undefined ? { crl } : { crl, issuerChain: issuerChain(response, [chainHeader], what, url) };
+  private async fetchCrl(url: string, item: string, chainHeader?: string): Promise<{ crl: Buffer; issuerChain?: string }> {
+    const response = await this.request(url, item);
+    const crl = crlBytes(Buffer.from(await response.arrayBuffer()), item);
+    return chainHeader === undefined ? { crl } : { crl, issuerChain: issuerChain(response, [chainHeader], item, url) };
   }
 }
 
-function issuerChain(response: Response, names: string[], what: string, url: string): string {
+function issuerChain(response: Response, names: string[], item: string, url: string): string {
   for (const name of names) {
     const value = response.headers.get(name);
     if (value !== null) return decodeURIComponent(value);
   }
-  throw new CasError('COLLATERAL_INVALID', `${what} response from ${url} lacks the ${names[0]} header`);
+  throw new CasError('COLLATERAL_INVALID', `${item} response from ${url} is missing the ${names[0]} header`);
 }
