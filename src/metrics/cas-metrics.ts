@@ -30,8 +30,8 @@ export const METRIC_NAMES = {
 export type CasRole = 'unprovisioned' | 'primary' | 'standby';
 
 /**
- * What the metrics read from the running CAS server at scrape time. In a high-availability process the
- * server is attached while this instance is primary and detached while it is a standby.
+ * Server state that the metrics read from the running CAS server at scrape time. In a high-availability
+ * process the server is attached while this instance is primary and detached while it is a standby.
  */
 export interface MetricsServerView {
   role(): CasRole;
