@@ -11,9 +11,9 @@ export interface BootstrappedCluster {
 }
 
 /**
- * Brings a fresh cluster to a provisioned state with the built CLI, as an operator would: starts `primary`,
- * provisions the owner (`cas provision`), pins the CAS certificate (`cas attest --accept-simulation`) and
- * registers each of `backups` as a backup target (`cas backup register`), so their platforms can open
+ * Brings a fresh cluster to a provisioned state with the built CLI, as an operator would. Starts `primary`,
+ * provisions the owner (`cas provision`) and pins the CAS certificate (`cas attest --accept-simulation`).
+ * Then registers each of `backups` as a backup target (`cas backup register`), so their platforms can open
  * the database. Starts no backup process.
  */
 export async function bootstrapCluster(cluster: LocalCluster, primaryNode: string, backups: string[], timeoutMs = 30_000): Promise<BootstrappedCluster> {
@@ -40,7 +40,7 @@ async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
   }
 }
 
-/** A minimal session that `cas session create` accepts; attestation mode none, so simulation may read it. */
+/** Returns a minimal session that `cas session create` accepts, with attestation mode none so simulation may read it. */
 export function minimalSession(name: string): string {
   return `name: ${name}
 version: "0.3"
@@ -63,7 +63,7 @@ export async function createSessionOnAnyNode(clients: Array<{ node: string; clie
       await client.createSession(minimalSession(name));
       return node;
     } catch {
-      // Refused, not the primary, or not reachable: try the next node.
+      // Rejected, not the primary, or not reachable, so try the next node.
     }
   }
   return undefined;
