@@ -116,7 +116,7 @@ interface Setup {
   remaining: Platform;
 }
 
-/** A closed database with data, registered for `removed` and `remaining` besides the primary. */
+/** Creates a closed database with data, registered for `removed` and `remaining` besides the primary. */
 async function setUp(label: string): Promise<Setup> {
   const dataDir = freshDir(label);
   const primaryDir = freshDir(`${label}-primary`);
@@ -145,7 +145,7 @@ describe('key rotation on platform removal', () => {
     identity = await createSelfSignedCertificate({ commonName: 'cas', usage: 'server', validDays: 1 });
   });
 
-  it('locks the removed platform out of the database and of later snapshots', async () => {
+  it('locks out removed platform and later snapshots', async () => {
     const { dataDir, primary, removed, remaining } = await setUp('remove');
     const savedByRemoved = freshDir('saved-by-removed');
     copyFiles(dataDir, savedByRemoved);
@@ -200,7 +200,7 @@ describe('key rotation on platform removal', () => {
     assert.ok(decryptWithKey(join(before.path, 'cas.db'), oldKey) > 10);
   });
 
-  it('rotates at the next open when a removal committed inside a transaction without its rotation', async () => {
+  it('rotates at next open after skipped rotation', async () => {
     const { dataDir, primary, removed } = await setUp('due');
     const oldKey = unwrapFrom(join(dataDir, 'cas.key-store'), removed);
     const db = CasDatabase.open({ dataDir, platform: primary });
@@ -241,7 +241,7 @@ describe('key rotation on platform removal', () => {
     assert.ok(decryptWithKey(join(dataDir, 'cas.db'), oldKey) > 10);
   });
 
-  it('rotates on demand and refuses to run inside a transaction', async () => {
+  it('rotates on demand, rejects inside transaction', async () => {
     const { dataDir, primary, remaining } = await setUp('on-demand');
     const db = CasDatabase.open({ dataDir, platform: primary });
     const oldKey = unwrapFrom(db.paths.keyStore, primary);
