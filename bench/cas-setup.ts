@@ -8,6 +8,7 @@ import { createImportResolver, generateSecrets } from '../src/secrets/index.js';
 import { createCommit, openServerAudit } from '../src/server/audit-setup.js';
 import { loadOrCreateCasIdentity } from '../src/server/cas-identity.js';
 import type { ClientKey } from '../src/server/client-identity.js';
+import { GroupCommit } from '../src/server/group-commit.js';
 import { SessionService } from '../src/server/sessions.js';
 import { CasDatabase, openPlatform, type SessionRecord } from '../src/store/index.js';
 import { keyHashOfSpki, type KeyAndCertificate } from '../src/tls/certificates.js';
@@ -18,13 +19,14 @@ export interface StorageCas {
   audit: AuditLog;
   identity: KeyAndCertificate;
   sessions: SessionService;
+  group: GroupCommit;
   close(): Promise<void>;
 }
 
 /**
  * Opens (or creates) the encrypted database in `dataDir` with the simulation platform key in `platformDir`,
- * the CAS identity and the audit log at the server's default path. Wires them into a SessionService with
- * the server's commit function, which appends the audit entry and then commits the database change.
+ * the CAS identity and the audit log at the server's default path. Wires them into a SessionService as
+ * cas serve does, so session changes go through the group commit.
  */
 export async function openStorageCas(dataDir: string, platformDir: string): Promise<StorageCas> {
   const logger = silentLogger();
@@ -32,13 +34,16 @@ export async function openStorageCas(dataDir: string, platformDir: string): Prom
   const db = CasDatabase.open({ dataDir, platform, platformDir, logger });
   const identity = await loadOrCreateCasIdentity(db, '127.0.0.1', logger);
   const { audit } = await openServerAudit({ db, casIdentity: identity, path: join(dataDir, 'audit', FILE_NAMES.auditLog), logger });
-  const sessions = new SessionService(db, createCommit(db, audit), logger);
+  const group = new GroupCommit(db, audit, logger);
+  const sessions = new SessionService(db, createCommit(db, audit), group, logger);
   return {
     db,
     audit,
+    group,
     identity,
     sessions,
     async close() {
+      await group.drain();
       await audit.close();
       db.close();
     },

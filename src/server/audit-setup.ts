@@ -63,7 +63,7 @@ export function createCommit(db: CasDatabase, audit: { append(entry: AuditEventI
       }
       const result = db.transaction(() => {
         const value = write();
-        db.putMeta(AUDIT_HEAD_META, Buffer.from(JSON.stringify(head), 'utf8'));
+        storeHeadIfNewer(db, head);
         return value;
       });
       return { result, head };
@@ -109,17 +109,23 @@ export function storeAuditHead(db: CasDatabase, head: AuditHead): Promise<void> 
     current.running = store;
     const head = current.latest;
     try {
-      await db.writeGate.run(() => {
-        const stored = readHead(db);
-        if (stored !== undefined && stored.seq >= head.seq) return;
-        db.putMeta(AUDIT_HEAD_META, Buffer.from(JSON.stringify(head), 'utf8'));
-      });
+      await db.writeGate.run(() => storeHeadIfNewer(db, head));
     } finally {
       if (current.running === store) current.running = undefined;
     }
   })();
   current.pending = store;
   return store;
+}
+
+/**
+ * Stores `head` as the audit head unless the stored one is at the same or a later seq, so that a change
+ * committed after a newer entry's head cannot move the head backwards. Runs inside a writer.
+ */
+export function storeHeadIfNewer(db: CasDatabase, head: AuditHead): void {
+  const stored = readHead(db);
+  if (stored !== undefined && stored.seq >= head.seq) return;
+  db.putMeta(AUDIT_HEAD_META, Buffer.from(JSON.stringify(head), 'utf8'));
 }
 
 function readSigner(db: CasDatabase): { privateKeyPem: string; certificatePem: string } | undefined {

@@ -18,6 +18,7 @@ import { packageVersion } from '../config/version.js';
 import { certificateFingerprint } from '../tls/certificates.js';
 import type { CasApp } from './app-types.js';
 import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
+import { GroupCommit } from './group-commit.js';
 import { loadOrCreateCasIdentity } from './cas-identity.js';
 import { ConfigurationService } from './configuration.js';
 import { createHardwareEvidenceVerifier, type ReportDataBinding } from './evidence/hardware.js';
@@ -115,8 +116,9 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
     await provisioning.prepare();
 
     const commit = createCommit(db, auditLog);
+    const groupCommit = new GroupCommit(db, auditLog, logger);
     const nonces = new NonceRegistry({ ttlMs: settings.nonceTtlSeconds * 1000, generate: options.nonceGenerator ?? randomNonce });
-    const sessions = new SessionService(db, commit, logger);
+    const sessions = new SessionService(db, commit, groupCommit, logger);
     const hardware = await createHardwareEvidenceVerifier({
       settings,
       logger,
@@ -232,6 +234,8 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
           logger.info({ reason }, 'CAS stopping');
           await app.close();
           try {
+            // Requests that staged a change have waited for it, but one whose client went away may not have.
+            await groupCommit.drain();
             await recovery.stop();
             if (reason !== 'lease-lost') {
               await storeAuditHead(db, await auditLog.append({ event: 'cas.stopped', actor: { kind: 'cas' }, outcome: 'success', details: { reason } }));

@@ -4,8 +4,10 @@ import { isAllowed, parentNamespaces } from '../policy/access.js';
 import { parseSession, renderSessionForRead, sessionHash } from '../policy/index.js';
 import type { Session } from '../policy/types.js';
 import { createImportResolver, generateSecrets, resolveImports, type GeneratedSecrets } from '../secrets/index.js';
+import type { AuditEventInput } from '../audit/index.js';
 import type { CasDatabase, SessionRecord } from '../store/index.js';
 import type { ClientKey } from './client-identity.js';
+import type { GroupCommit, StagedChange } from './group-commit.js';
 import { readOwnerSettings } from './owner-settings.js';
 import type { CommitChange } from './provisioning.js';
 
@@ -21,15 +23,26 @@ export interface SessionSummary {
   hash: string;
 }
 
+/** A session change staged for the group commit; `record` is null for a delete. */
+interface StagedSession {
+  record: SessionRecord | null;
+}
+
 /**
- * Session create, update, read, list and delete with access-policy checks. Every change runs as one
- * writer: the checks against the current state, the audit entry and the database commit happen without
- * another writer in between, so a stale predecessor is always detected.
+ * Session create, update, read, list and delete with access-policy checks. Every change is checked and
+ * staged as one writer, against the committed sessions and the changes staged before it, so a stale
+ * predecessor or a taken name is always detected. The audit entry and the database commit then complete
+ * outside the write gate, in a group commit shared with concurrent changes. The change is acknowledged only
+ * after both are durable. Reads and configuration releases see committed sessions only.
  */
 export class SessionService {
+  /** Changes staged and not yet committed or rejected, by session name. */
+  private readonly staged = new Map<string, StagedSession>();
+
   constructor(
     private readonly db: CasDatabase,
     private readonly commit: CommitChange,
+    private readonly group: GroupCommit,
     private readonly logger: Logger,
   ) {}
 
@@ -54,21 +67,20 @@ export class SessionService {
     // before, so a request that will be rejected generates nothing, and again under the gate.
     this.checkCreatable(session.name, client);
     const pending = { session, secrets: { format: 1, secrets: {}, imports: {} } as GeneratedSecrets };
-    const secrets = await generateSecrets(session, undefined, this.importer(pending));
+    const secrets = await generateSecrets(session, undefined, this.writerImporter(pending));
 
-    return this.db.writeGate.run(async () => {
+    const staged = await this.db.writeGate.run(async () => {
       this.checkCreatable(session.name, client);
       await this.checkImportsUnchanged(pending, secrets);
       const hash = sessionHash(session);
       const now = new Date().toISOString();
       const record: SessionRecord = { name: session.name, hash, text, creatorKeyHash: client.keyHash, createdAt: now, updatedAt: now, secrets, data: session };
-      await this.commit(
-        { event: 'session.created', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: session.name }, outcome: 'success', details: { sessionHash: hash } },
-        () => this.db.putSession(record),
-      );
-      log.info({ session: session.name, sessionHash: hash }, 'session created');
-      return { name: session.name, hash };
+      const entry = { event: 'session.created', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: session.name }, outcome: 'success', details: { sessionHash: hash } } as const;
+      return { hash, change: this.stage(entry, record, session.name) };
     });
+    await staged.change.durable;
+    log.info({ session: session.name, sessionHash: staged.hash }, 'session created');
+    return { name: session.name, hash: staged.hash };
   }
 
   async update(name: string, text: string, client: ClientKey, log: Logger = this.logger): Promise<SessionSummary> {
@@ -81,9 +93,9 @@ export class SessionService {
     // An update whose predecessor is still the current hash replaces the version the secrets were made from.
     const prepared = this.checkUpdatable(name, session, client);
     const pending = { session, secrets: prepared.secrets };
-    const secrets = await generateSecrets(session, prepared.secrets, this.importer(pending));
+    const secrets = await generateSecrets(session, prepared.secrets, this.writerImporter(pending));
 
-    return this.db.writeGate.run(async () => {
+    const staged = await this.db.writeGate.run(async () => {
       const current = this.checkUpdatable(name, session, client);
       await this.checkImportsUnchanged(pending, secrets);
       const hash = sessionHash(session);
@@ -96,24 +108,23 @@ export class SessionService {
         secrets,
         data: session,
       };
-      await this.commit(
-        {
-          event: 'session.updated',
-          actor: { kind: 'client', keyHash: client.keyHash },
-          target: { session: name },
-          outcome: 'success',
-          details: { sessionHash: hash, predecessor: current.record.hash },
-        },
-        () => this.db.putSession(record),
-      );
-      log.info({ session: name, sessionHash: hash, predecessor: current.record.hash }, 'session updated');
-      return { name, hash };
+      const entry = {
+        event: 'session.updated',
+        actor: { kind: 'client', keyHash: client.keyHash },
+        target: { session: name },
+        outcome: 'success',
+        details: { sessionHash: hash, predecessor: current.record.hash },
+      } as const;
+      return { hash, predecessor: current.record.hash, change: this.stage(entry, record, name) };
     });
+    await staged.change.durable;
+    log.info({ session: name, sessionHash: staged.hash, predecessor: staged.predecessor }, 'session updated');
+    return { name, hash: staged.hash };
   }
 
   /** Returns the session for a reader: the document with secret values withheld, never generated secrets. */
   read(name: string, client: ClientKey): { name: string; hash: string; predecessor?: string; creatorKeyHash: string; session: string } {
-    const stored = this.requireAllowed(name, client, 'read');
+    const stored = this.requireAllowed(this.load(name), name, client, 'read');
     return {
       name,
       hash: stored.record.hash,
@@ -164,25 +175,56 @@ export class SessionService {
    * `create_sessions` in the namespace and import what other sessions export to it.
    */
   async delete(name: string, client: ClientKey, log: Logger = this.logger): Promise<void> {
-    await this.db.writeGate.run(async () => {
-      const current = this.requireAllowed(name, client, 'update');
-      const below = this.db.listSessionNames().filter((other) => other.startsWith(`${name}/`));
+    const staged = await this.db.writeGate.run(() => {
+      const current = this.requireAllowed(this.loadForWrite(name), name, client, 'update');
+      const below = this.sessionNamesForWrite().filter((other) => other.startsWith(`${name}/`));
       if (below.length > 0) {
         throw new CasError('SESSION_CONFLICT', `session "${name}" has ${below.length} session${below.length === 1 ? '' : 's'} below it; delete those first`, {
           details: { session: name, below: below.length },
         });
       }
-      await this.commit(
-        { event: 'session.deleted', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: name }, outcome: 'success', details: { sessionHash: current.record.hash } },
-        () => this.db.deleteSession(name),
-      );
-      log.info({ session: name, sessionHash: current.record.hash }, 'session deleted');
+      const entry = { event: 'session.deleted', actor: { kind: 'client', keyHash: client.keyHash }, target: { session: name }, outcome: 'success', details: { sessionHash: current.record.hash } } as const;
+      return { hash: current.record.hash, change: this.stage(entry, null, name) };
     });
+    await staged.change.durable;
+    log.info({ session: name, sessionHash: staged.hash }, 'session deleted');
+  }
+
+  /**
+   * Stages a session change for the group commit and shows it to later writers' checks until it is
+   * committed or rejected. Runs inside the write gate.
+   */
+  private stage(entry: AuditEventInput, record: SessionRecord | null, name: string): StagedChange {
+    const staged: StagedSession = { record };
+    this.staged.set(name, staged);
+    const write = record === null ? () => void this.db.deleteSession(name) : () => this.db.putSession(record);
+    return this.group.stage(entry, write, () => {
+      // A later change of the same session may have replaced this one in the map.
+      if (this.staged.get(name) === staged) this.staged.delete(name);
+    });
+  }
+
+  /** Loads a session as the next change must see it: its staged change if any, else the committed session. */
+  private loadForWrite(name: string): StoredSession | undefined {
+    const staged = this.staged.get(name);
+    if (staged === undefined) return this.load(name);
+    const { record } = staged;
+    return record === null ? undefined : { record, session: record.data as Session, secrets: record.secrets as GeneratedSecrets };
+  }
+
+  /** Names of the committed sessions with the staged creates added and the staged deletes removed. */
+  private sessionNamesForWrite(): string[] {
+    const names = new Set(this.db.listSessionNames());
+    for (const [name, staged] of this.staged) {
+      if (staged.record === null) names.delete(name);
+      else names.add(name);
+    }
+    return [...names];
   }
 
   /** Checks that no session has the name and that the client may create sessions in its namespace. */
   private checkCreatable(name: string, client: ClientKey): void {
-    if (this.db.getSession(name) !== undefined) {
+    if (this.loadForWrite(name) !== undefined) {
       throw new CasError('SESSION_EXISTS', `session "${name}" already exists; use cas session update to change it`, { details: { session: name } });
     }
     this.checkParentAllows(name, client);
@@ -201,7 +243,7 @@ export class SessionService {
 
   /** Checks that the client may update the session and that the document's predecessor is its current hash. */
   private checkUpdatable(name: string, session: Session, client: ClientKey): StoredSession {
-    const current = this.requireAllowed(name, client, 'update');
+    const current = this.requireAllowed(this.loadForWrite(name), name, client, 'update');
     if (session.predecessor === undefined) {
       throw new CasError('SESSION_CONFLICT', `updating session "${name}" needs predecessor: ${current.record.hash} (its current hash); cas session update fills it in`, {
         details: { session: name, current: current.record.hash },
@@ -223,7 +265,7 @@ export class SessionService {
   private async checkImportsUnchanged(pending: { session: Session; secrets: GeneratedSecrets }, secrets: GeneratedSecrets): Promise<void> {
     const { session } = pending;
     if (!session.secrets.some((secret) => secret.import !== undefined)) return;
-    const current = await resolveImports(session, this.importer(pending));
+    const current = await resolveImports(session, this.writerImporter(pending));
     if (JSON.stringify(current) !== JSON.stringify(secrets.imports)) {
       throw new CasError('SESSION_CONFLICT', `a session that "${session.name}" imports from changed while its secrets were generated; send the request again`, {
         details: { session: session.name },
@@ -231,9 +273,8 @@ export class SessionService {
     }
   }
 
-  /** Loads a session and checks that the client may perform the action on it. */
-  private requireAllowed(name: string, client: ClientKey, action: 'read' | 'update'): StoredSession {
-    const stored = this.load(name);
+  /** Checks that the session `stored` (loaded by name) exists and that the client may perform the action on it. */
+  private requireAllowed(stored: StoredSession | undefined, name: string, client: ClientKey, action: 'read' | 'update'): StoredSession {
     if (stored === undefined) {
       throw new CasError('SESSION_NOT_FOUND', `session "${name}" does not exist`, { details: { session: name } });
     }
@@ -245,15 +286,22 @@ export class SessionService {
     return stored;
   }
 
-  /**
-   * Creates the importer for generateSecrets, which reads exporting sessions from the database and
-   * enforces their exports. Imports that lead back to `pending`, the session being written, read its new
-   * version, so a cycle through it is detected.
-   */
-  importer(pending?: { session: Session; secrets: GeneratedSecrets }): ReturnType<typeof createImportResolver> {
+  /** Creates the importer that configuration releases use: it reads committed exporting sessions and enforces their exports. */
+  importer(): ReturnType<typeof createImportResolver> {
     return createImportResolver((name) => {
-      if (pending !== undefined && name === pending.session.name) return pending;
       const stored = this.load(name);
+      return stored === undefined ? undefined : { session: stored.session, secrets: stored.secrets, hash: stored.record.hash };
+    });
+  }
+
+  /**
+   * Creates the importer for a change: it reads exporting sessions with their staged changes. Imports that
+   * lead back to `pending`, the session being written, read its new version, so a cycle through it is detected.
+   */
+  private writerImporter(pending: { session: Session; secrets: GeneratedSecrets }): ReturnType<typeof createImportResolver> {
+    return createImportResolver((name) => {
+      if (name === pending.session.name) return pending;
+      const stored = this.loadForWrite(name);
       return stored === undefined ? undefined : { session: stored.session, secrets: stored.secrets, hash: stored.record.hash };
     });
   }
@@ -262,7 +310,7 @@ export class SessionService {
   private checkParentAllows(name: string, client: ClientKey): void {
     const parent = parentNamespaces(name).at(-1);
     if (parent === undefined) return;
-    const stored = this.load(parent);
+    const stored = this.loadForWrite(parent);
     if (stored === undefined) {
       throw new CasError('SESSION_NOT_FOUND', `session "${name}" lies in namespace "${parent}", which does not exist; create session "${parent}" first`, {
         details: { session: name, parent },

@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import type { AuditEventInput, AuditHead, AuditLog } from '../audit/index.js';
+import { CasError } from '../errors/cas-error.js';
+import { silentLogger } from '../logging/logger.js';
+import { CasDatabase, openPlatform } from '../store/index.js';
+import { createSelfSignedCertificate, keyHashOfSpki } from '../tls/certificates.js';
+import { createCommit, openServerAudit } from './audit-setup.js';
+import type { ClientKey } from './client-identity.js';
+import { parseSession, sessionHash } from '../policy/index.js';
+import { GroupCommit } from './group-commit.js';
+import { SessionService } from './sessions.js';
+import { tempDir } from './testing/cas-process.js';
+
+interface Fixture {
+  db: CasDatabase;
+  audit: AuditLog;
+  close(): Promise<void>;
+}
+
+const open: Fixture[] = [];
+
+afterEach(async () => {
+  for (const fixture of open.splice(0)) await fixture.close();
+});
+
+async function openFixture(): Promise<Fixture> {
+  const root = tempDir('group-commit');
+  const platform = await openPlatform({ mode: 'simulation', platformDir: join(root, 'platform') });
+  const db = CasDatabase.open({ dataDir: join(root, 'data'), platform });
+  const casIdentity = await createSelfSignedCertificate({ commonName: 'cas', usage: 'server', validDays: 1 });
+  const { audit } = await openServerAudit({ db, casIdentity, path: join(root, 'audit', 'cas_audit.log'), logger: silentLogger() });
+  const fixture = {
+    db,
+    audit,
+    async close() {
+      await audit.close();
+      db.close();
+    },
+  };
+  open.push(fixture);
+  return fixture;
+}
+
+function entry(session: string): AuditEventInput {
+  return { event: 'session.created', actor: { kind: 'client', keyHash: 'c'.repeat(64) }, target: { session }, outcome: 'success', details: {} };
+}
+
+function storedHead(db: CasDatabase): AuditHead {
+  return JSON.parse(db.getMeta('audit.head')!.toString('utf8')) as AuditHead;
+}
+
+function clientKey(): ClientKey {
+  const spkiDer = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' });
+  return { spkiDer, keyHash: keyHashOfSpki(spkiDer) };
+}
+
+function sessionText(name: string, predecessor?: string): string {
+  return [`name: ${name}`, 'version: "0.3"', ...(predecessor === undefined ? [] : [`predecessor: ${predecessor}`]), 'services:', '  - name: app', '    command: /bin/app', 'security:', '  attestation:', '    mode: none', ''].join('\n');
+}
+
+describe('GroupCommit', () => {
+  it('shares one transaction among concurrent changes', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+    const settled: number[] = [];
+
+    const changes = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        db.writeGate.run(() => group.stage(entry(`s${index}`), () => db.putMeta(`test.${index}`, Buffer.from(String(index))), () => settled.push(index))),
+      ),
+    );
+    const heads = await Promise.all(changes.map((change) => change.durable));
+
+    assert.deepEqual(heads.map((head) => head.seq), Array.from({ length: 20 }, (_, index) => index + 1));
+    assert.equal(db.getMeta('test.19')?.toString(), '19');
+    assert.deepEqual(storedHead(db), heads.at(-1));
+    assert.deepEqual(settled, Array.from({ length: 20 }, (_, index) => index));
+    const { transactions, committed } = group.stats();
+    assert.equal(committed, 20);
+    assert.ok(transactions < committed, `20 changes took ${transactions} transactions`);
+    assert.ok(audit.stats().batches < audit.stats().appended, 'the audit entries did not share an fsync');
+  });
+
+  it('rejects changes from a failed append', async () => {
+    const { db, audit } = await openFixture();
+    const failing = {
+      append: (input: AuditEventInput) =>
+        input.target?.session === 'bad' ? Promise.reject(new CasError('AUDIT_APPEND_FAILED', 'test: the audit write failed')) : audit.append(input),
+    };
+    const group = new GroupCommit(db, failing, silentLogger());
+    const settled: string[] = [];
+
+    const changes = await db.writeGate.run(() =>
+      ['first', 'bad', 'after'].map((name) => group.stage(entry(name), () => db.putMeta(`test.${name}`, Buffer.from(name)), () => settled.push(name))),
+    );
+    const outcomes = await Promise.allSettled(changes.map((change) => change.durable));
+
+    assert.equal(outcomes[0]!.status, 'fulfilled');
+    for (const outcome of outcomes.slice(1)) {
+      assert.equal(outcome.status, 'rejected');
+      assert.equal(((outcome as PromiseRejectedResult).reason as CasError).code, 'AUDIT_APPEND_FAILED');
+    }
+    assert.equal(db.getMeta('test.first')?.toString(), 'first');
+    assert.equal(db.getMeta('test.bad'), undefined);
+    assert.equal(db.getMeta('test.after'), undefined);
+    assert.equal(storedHead(db).seq, (outcomes[0] as PromiseFulfilledResult<AuditHead>).value.seq);
+    assert.deepEqual(settled, ['first', 'bad', 'after']);
+  });
+
+  it('keeps changes before a failed write', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+
+    const changes = await db.writeGate.run(() => [
+      group.stage(entry('first'), () => db.putMeta('test.first', Buffer.from('1'))),
+      group.stage(entry('broken'), () => {
+        db.putMeta('test.broken', Buffer.from('2'));
+        throw new Error('test: the write failed after a partial change');
+      }),
+      group.stage(entry('after'), () => db.putMeta('test.after', Buffer.from('3'))),
+    ]);
+    const outcomes = await Promise.allSettled(changes.map((change) => change.durable));
+
+    assert.deepEqual(outcomes.map((outcome) => outcome.status), ['fulfilled', 'rejected', 'rejected']);
+    assert.equal(((outcomes[1] as PromiseRejectedResult).reason as CasError).code, 'DATABASE_ERROR');
+    assert.equal(db.getMeta('test.first')?.toString(), '1');
+    assert.equal(db.getMeta('test.broken'), undefined, 'the failed change was partly committed');
+    assert.equal(db.getMeta('test.after'), undefined);
+    assert.equal(storedHead(db).seq, (outcomes[0] as PromiseFulfilledResult<AuditHead>).value.seq);
+  });
+
+  it('throws outside the write gate', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+    assert.throws(() => group.stage(entry('outside'), () => undefined), (error: unknown) => error instanceof CasError && error.code === 'INTERNAL');
+  });
+});
+
+describe('SessionService with group commit', () => {
+  async function openSessions(): Promise<{ db: CasDatabase; sessions: SessionService }> {
+    const { db, audit } = await openFixture();
+    return { db, sessions: new SessionService(db, createCommit(db, audit), new GroupCommit(db, audit, silentLogger()), silentLogger()) };
+  }
+
+  it('creates one of two concurrent sessions with one name', async () => {
+    const { db, sessions } = await openSessions();
+    const client = clientKey();
+
+    const outcomes = await Promise.allSettled([sessions.create(sessionText('twin'), client), sessions.create(sessionText('twin'), client)]);
+
+    assert.deepEqual(outcomes.map((outcome) => outcome.status).sort(), ['fulfilled', 'rejected']);
+    const rejected = outcomes.find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult;
+    assert.equal((rejected.reason as CasError).code, 'SESSION_EXISTS');
+    assert.deepEqual(db.listSessionNames(), ['twin']);
+  });
+
+  it('checks changes against staged ones', async () => {
+    const { db, audit } = await openFixture();
+    // Appends wait until `release`, so the changes below stay staged while the next ones are checked.
+    let release!: () => void;
+    const appendsReleased = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const appended: string[] = [];
+    const holding = {
+      append: async (input: AuditEventInput) => {
+        appended.push(`${input.event} ${input.target?.session}`);
+        await appendsReleased;
+        return audit.append(input);
+      },
+    };
+    const group = new GroupCommit(db, holding, silentLogger());
+    const sessions = new SessionService(db, createCommit(db, audit), group, silentLogger());
+    const client = clientKey();
+    const policy = 'access_policy:\n  create_sessions: [CREATOR]\n';
+    const untilAppended = async (count: number) => {
+      while (appended.length < count) await new Promise((resolve) => setImmediate(resolve));
+    };
+
+    const parent = sessions.create(`${sessionText('parent')}${policy}`, client);
+    await untilAppended(1);
+    const child = sessions.create(sessionText('parent/child'), client);
+    await untilAppended(2);
+    const parentHash = sessionHash(parseSession(`${sessionText('parent')}${policy}`));
+    const update = sessions.update('parent', `${sessionText('parent', parentHash)}${policy}`, client);
+    await untilAppended(3);
+    const deleteParent = assert.rejects(sessions.delete('parent', client), (error: unknown) => error instanceof CasError && error.code === 'SESSION_CONFLICT');
+    await deleteParent;
+    assert.deepEqual(db.listSessionNames(), [], 'a staged change was committed before its audit entry');
+
+    release();
+    assert.equal((await parent).hash, parentHash);
+    await child;
+    await update;
+    assert.deepEqual(db.listSessionNames(), ['parent', 'parent/child']);
+    assert.equal(db.getSession('parent')?.predecessor, parentHash);
+    assert.deepEqual(appended, ['session.created parent', 'session.created parent/child', 'session.updated parent']);
+  });
+
+  it('rejects an update staged on a stale predecessor', async () => {
+    const { db, sessions } = await openSessions();
+    const client = clientKey();
+    const { hash } = await sessions.create(sessionText('app'), client);
+
+    const first = sessions.update('app', `${sessionText('app', hash)}# first\n`, client);
+    const second = assert.rejects(sessions.update('app', `${sessionText('app', hash)}# second\n`, client), (error: unknown) => error instanceof CasError && error.code === 'SESSION_CONFLICT');
+
+    await first;
+    await second;
+    assert.match(db.getSession('app')!.text, /# first/);
+  });
+});
