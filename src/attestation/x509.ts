@@ -312,7 +312,7 @@ export interface ChainOptions {
  * byte, every signature must verify with the issuer's key, every issuer must be a CA, and every
  * certificate, the root included, must be valid at `at`. Returns the chain with the trusted root at the end.
  */
-export function verifyChain(chain: Certificate[], options: ChainOptions): Certificate[] {
+export function verifyChain(chain: readonly Certificate[], options: ChainOptions): Certificate[] {
   const path = verifyChainSignatures(chain, options.root, options.what);
   checkChainValidity(path, options.at, options.what);
   return path;
@@ -323,7 +323,7 @@ export function verifyChain(chain: Certificate[], options: ChainOptions): Certif
  * with or without the root) up to the trusted root, CA flags and signatures. Returns the chain with the
  * trusted root at the end. `checkChainValidity` then checks the validity periods.
  */
-export function verifyChainSignatures(chain: Certificate[], root: Certificate, what: string, verified?: VerifiedSignatures): Certificate[] {
+export function verifyChainSignatures(chain: readonly Certificate[], root: Certificate, what: string, verified?: VerifiedSignatures): Certificate[] {
   if (chain.length === 0) throw new CasError('CERT_CHAIN_INVALID', `${what} is empty`);
   const path = [...chain];
   if (path[path.length - 1]!.der.equals(root.der)) path.pop();

@@ -34,11 +34,7 @@ export interface PreparedCollateral {
   paths: Array<{ what: string; path: Certificate[] }>;
   /** Signature checks that passed, reused for the PCK chains of later quotes. */
   verified: VerifiedSignatures;
-  /** Parsed PCK certificates by PEM text, so a platform's chain is parsed once. */
-  parsedChains: Map<string, Certificate[]>;
 }
-
-const MAX_PARSED_CHAINS = 1024;
 
 // Prepared collateral per collateral object and trusted root. Every lookup compares the collateral's
 // content with what was prepared, so a caller that changes the object in place gets a fresh preparation.
@@ -103,18 +99,7 @@ function prepare(collateral: IntelCollateral, root: Certificate): PreparedCollat
       { what: 'PCK CRL issuer chain', path: pckCrlPath },
     ],
     verified,
-    parsedChains: new Map(),
   };
-}
-
-/** Parses a quote's PCK chain, reusing the result for the same PEM text. */
-export function parsePckChain(prepared: PreparedCollateral, pem: string): Certificate[] {
-  const cached = prepared.parsedChains.get(pem);
-  if (cached !== undefined) return cached;
-  const chain = certificatesFromPem(pem, 'quote PCK certificate chain');
-  if (prepared.parsedChains.size >= MAX_PARSED_CHAINS) prepared.parsedChains.clear();
-  prepared.parsedChains.set(pem, chain);
-  return chain;
 }
 
 function sameContent(a: IntelCollateral, b: IntelCollateral): boolean {
