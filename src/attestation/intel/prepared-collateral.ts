@@ -71,11 +71,12 @@ function prepare(collateral: IntelCollateral, root: Certificate): PreparedCollat
   const pckCrlPath = verifyChainSignatures(certificatesFromPem(collateral.pckCrlIssuerChain, 'PCK CRL issuer chain'), root, 'PCK CRL issuer chain', verified);
   checkShape(pckCrlPath, ['SGX PCK'], 'PCK CRL issuer chain');
 
-  const rootCrl = parseCrl(collateral.rootCaCrl);
+  // The CRLs are parsed from the copies, so their DER stays as verified when the caller changes its buffers.
+  const rootCrl = parseCrl(source.rootCaCrl);
   checkCrlIssuer(rootCrl, root, ROOT_CA_CRL, verified);
   for (const path of [tcbPath, qePath, pckCrlPath]) checkIntermediates(path, root, rootCrl);
 
-  const pckCrl = parseCrl(collateral.pckCrl);
+  const pckCrl = parseCrl(source.pckCrl);
   if (!pckCrlPath[0]!.subject.equals(pckCrl.issuer)) {
     throw new CasError('COLLATERAL_INVALID', `the PCK CRL issuer chain is for "${pckCrlPath[0]!.subjectCn}", but the PCK CRL names "${pckCrl.issuerCn}"`);
   }
