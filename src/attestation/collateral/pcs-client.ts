@@ -2,7 +2,7 @@ import { CasError } from '../../errors/cas-error.js';
 import { crlBytes, rawJsonMember, type IntelCollateral } from '../intel/collateral.js';
 import { parsePckChain } from '../intel/pck-chain.js';
 import { parsePckExtensions } from '../intel/pck-extensions.js';
-import { parseQuote } from '../intel/quote.js';
+import { parseQuote, type DcapQuote } from '../intel/quote.js';
 
 /** Collateral lookup key of a quote: TCB Info for its FMSPC, and the CRL of the CA that issued its PCK. */
 export interface CollateralKey {
@@ -14,7 +14,11 @@ export interface CollateralKey {
 
 /** Reads the collateral key from the PCK certificate in a quote. */
 export function collateralKeyForQuote(quoteBytes: Buffer): CollateralKey {
-  const quote = parseQuote(quoteBytes);
+  return collateralKeyForParsedQuote(parseQuote(quoteBytes));
+}
+
+/** Reads the collateral key from the PCK certificate in a parsed quote. */
+export function collateralKeyForParsedQuote(quote: DcapQuote): CollateralKey {
   // Only the leaf is read here, and verifyIntelQuote checks the whole chain. The parse is cached by PEM
   // text, so verifyIntelQuote reuses it.
   const [pck] = parsePckChain(quote.pckChainPem);

@@ -27,8 +27,15 @@ export interface IntelVerifyOptions {
  * `prepareIntelCollateral`); everything that depends on the quote or the time runs on every call.
  */
 export function verifyIntelQuote(quoteBytes: Buffer, collateral: IntelCollateral, options: IntelVerifyOptions): EvidenceResult {
+  return verifyParsedIntelQuote(parseQuote(quoteBytes), collateral, options);
+}
+
+/**
+ * Runs every check of `verifyIntelQuote` on a quote that the caller has parsed, so a caller that also
+ * needs the collateral key parses it once. The parsed quote's buffers must not change until this returns.
+ */
+export function verifyParsedIntelQuote(quote: DcapQuote, collateral: IntelCollateral, options: IntelVerifyOptions): EvidenceResult {
   const { at } = options;
-  const quote = parseQuote(quoteBytes);
   const teeType = quote.header.teeType === TEE_TYPE_TDX ? 'tdx' : 'sgx';
   const prepared = prepareIntelCollateral(collateral, options.rootCa);
   const { root, rootCrl, pckCrl, tcbInfo, qeIdentity } = prepared;
