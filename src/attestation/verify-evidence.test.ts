@@ -36,6 +36,25 @@ describe('verifyHardwareEvidence', () => {
     }
   });
 
+  it('verifies the quote as passed despite later edits', async () => {
+    // The collateral source changes the caller's buffer while the quote waits for collateral. The result
+    // must still be that of the bytes that were passed, with no check run on the changed ones.
+    const quote = Buffer.from(read('dcap-qvl/sample/sgx_quote'));
+    const original = Buffer.from(quote);
+    const collateral = parseCollateralFile(read('dcap-qvl/sample/sgx_quote_collateral.json').toString('utf8'));
+    const mrEnclaveOffset = 48 + 64;
+    const intelCollateral = {
+      get: async () => {
+        quote.fill(0x77, mrEnclaveOffset, mrEnclaveOffset + 32);
+        return collateral;
+      },
+    };
+    const result = await verifyHardwareEvidence(quote, { intelCollateral, now });
+    assert.equal(result.tcbStatus, 'ConfigurationAndSWHardeningNeeded');
+    assert.equal(result.measurements.mrenclave, original.subarray(mrEnclaveOffset, mrEnclaveOffset + 32).toString('hex'));
+    assert.notEqual(result.measurements.mrenclave, '77'.repeat(32));
+  });
+
   it('rejects Intel quotes without a collateral source', async () => {
     await assert.rejects(verifyHardwareEvidence(read('dcap-qvl/sample/sgx_quote'), { now }), (error) => isCasError(error, 'COLLATERAL_UNAVAILABLE'));
   });

@@ -1,10 +1,11 @@
 import { CasError } from '../errors/cas-error.js';
 import type { KdsClient } from './collateral/kds-client.js';
-import { collateralKeyForQuote, type CollateralKey } from './collateral/pcs-client.js';
+import { collateralKeyForParsedQuote, type CollateralKey } from './collateral/pcs-client.js';
 import { evidenceKind } from './evidence-bytes.js';
 import type { EvidenceResult } from './evidence-result.js';
 import type { IntelCollateral } from './intel/collateral.js';
-import { verifyIntelQuote } from './intel/verify-quote.js';
+import { parseQuote } from './intel/quote.js';
+import { verifyParsedIntelQuote } from './intel/verify-quote.js';
 import { verifySnpReport } from './snp/verify-report.js';
 
 export interface HardwareVerifierOptions {
@@ -28,8 +29,11 @@ export async function verifyHardwareEvidence(evidence: Buffer, options: Hardware
     if (options.intelCollateral === undefined) {
       throw new CasError('COLLATERAL_UNAVAILABLE', 'no Intel collateral source is configured; set a PCS or PCCS URL to verify SGX and TDX quotes');
     }
-    const collateral = await options.intelCollateral.get(collateralKeyForQuote(evidence));
-    return verifyIntelQuote(evidence, collateral, { at, ...(options.intelRootCa === undefined ? {} : { rootCa: options.intelRootCa }) });
+    // The quote is parsed once, from a private copy, because the caller's buffer could change while the
+    // collateral is fetched.
+    const quote = parseQuote(Buffer.from(evidence));
+    const collateral = await options.intelCollateral.get(collateralKeyForParsedQuote(quote));
+    return verifyParsedIntelQuote(quote, collateral, { at, ...(options.intelRootCa === undefined ? {} : { rootCa: options.intelRootCa }) });
   }
 
   if (options.snp === undefined) {

@@ -268,7 +268,7 @@ export function certificatesFromPem(pem: string, what: string): Certificate[] {
  */
 export function certificateFromPemOrDer(input: string | Buffer, what: string): Certificate {
   const isPem = typeof input === 'string' || input.subarray(0, 11).toString('latin1') === '-----BEGIN ';
-  const cert = isPem ? certificatesFromPem(input.toString(), what)[0]! : parseCertificate(input);
+  const cert = isPem ? certificatesFromPem(input.toString(), what)[0]! : parseCertificate(Buffer.from(input));
   try {
     new X509Certificate(cert.der);
   } catch (error) {
@@ -287,15 +287,31 @@ export class VerifiedSignatures {
 
   constructor(private readonly limit = 4096) {}
 
-  /** Returns true when `signedDer` verifies with `issuer`, running `verify` only the first time it passes. */
-  check(signedDer: Buffer, issuer: Certificate, verify: () => boolean): boolean {
-    const key = `${createHash('sha256').update(signedDer).digest('hex')}:${createHash('sha256').update(issuer.der).digest('hex')}`;
+  /** Returns true when `signed` verifies with `issuer`, running `verify` only the first time it passes. */
+  check(signed: Certificate | Crl, issuer: Certificate, verify: () => boolean): boolean {
+    const key = `${derDigest(signed)}:${derDigest(issuer)}`;
     if (this.passed.has(key)) return true;
     if (!verify()) return false;
     if (this.passed.size >= this.limit) this.passed.clear();
     this.passed.add(key);
     return true;
   }
+}
+
+// SHA-256 of each parsed object's DER, computed once per object, because the PCK chain of every quote is
+// looked up in VerifiedSignatures. The memo is only right while the DER does not change. This module never
+// changes a parsed certificate or CRL, and the objects that reach VerifiedSignatures come from
+// certificatesFromPem, certificateFromPemOrDer and prepareIntelCollateral, which parse buffers that no
+// caller holds.
+const derDigests = new WeakMap<Certificate | Crl, string>();
+
+function derDigest(parsed: Certificate | Crl): string {
+  let digest = derDigests.get(parsed);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(parsed.der).digest('hex');
+    derDigests.set(parsed, digest);
+  }
+  return digest;
 }
 
 export interface ChainOptions {
@@ -312,7 +328,7 @@ export interface ChainOptions {
  * byte, every signature must verify with the issuer's key, every issuer must be a CA, and every
  * certificate, the root included, must be valid at `at`. Returns the chain with the trusted root at the end.
  */
-export function verifyChain(chain: Certificate[], options: ChainOptions): Certificate[] {
+export function verifyChain(chain: readonly Certificate[], options: ChainOptions): Certificate[] {
   const path = verifyChainSignatures(chain, options.root, options.what);
   checkChainValidity(path, options.at, options.what);
   return path;
@@ -323,7 +339,7 @@ export function verifyChain(chain: Certificate[], options: ChainOptions): Certif
  * with or without the root) up to the trusted root, CA flags and signatures. Returns the chain with the
  * trusted root at the end. `checkChainValidity` then checks the validity periods.
  */
-export function verifyChainSignatures(chain: Certificate[], root: Certificate, what: string, verified?: VerifiedSignatures): Certificate[] {
+export function verifyChainSignatures(chain: readonly Certificate[], root: Certificate, what: string, verified?: VerifiedSignatures): Certificate[] {
   if (chain.length === 0) throw new CasError('CERT_CHAIN_INVALID', `${what} is empty`);
   const path = [...chain];
   if (path[path.length - 1]!.der.equals(root.der)) path.pop();
@@ -342,7 +358,7 @@ export function verifyChainSignatures(chain: Certificate[], root: Certificate, w
 
   const check = (cert: Certificate, issuer: Certificate): boolean => {
     const verify = (): boolean => verifyWith(cert.signatureAlgorithm, cert.tbs, issuer.publicKey, cert.signature);
-    return verified === undefined ? verify() : verified.check(cert.der, issuer, verify);
+    return verified === undefined ? verify() : verified.check(cert, issuer, verify);
   };
   if (!root.subject.equals(root.issuer) || !check(root, root)) {
     throw new CasError('CERT_CHAIN_INVALID', `the trusted root "${root.subjectCn}" is not a valid self-signed certificate`);
@@ -393,7 +409,7 @@ export function checkCrlIssuer(crl: Crl, issuer: Certificate, what: string, veri
     throw new CasError('COLLATERAL_INVALID', `${what} is issued by "${crl.issuerCn}", not by "${issuer.subjectCn}"`);
   }
   const verify = (): boolean => verifyWith(crl.signatureAlgorithm, crl.tbs, issuer.publicKey, crl.signature);
-  if (!(verified === undefined ? verify() : verified.check(crl.der, issuer, verify))) {
+  if (!(verified === undefined ? verify() : verified.check(crl, issuer, verify))) {
     throw new CasError('COLLATERAL_INVALID', `${what}: the signature does not verify with the key of "${issuer.subjectCn}"`);
   }
 }

@@ -1,8 +1,8 @@
 import { CasError } from '../../errors/cas-error.js';
 import { crlBytes, rawJsonMember, type IntelCollateral } from '../intel/collateral.js';
+import { parsePckChain } from '../intel/pck-chain.js';
 import { parsePckExtensions } from '../intel/pck-extensions.js';
-import { parseQuote } from '../intel/quote.js';
-import { certificatesFromPem } from '../x509.js';
+import { parseQuote, type DcapQuote } from '../intel/quote.js';
 
 /** Collateral lookup key of a quote: TCB Info for its FMSPC, and the CRL of the CA that issued its PCK. */
 export interface CollateralKey {
@@ -14,10 +14,14 @@ export interface CollateralKey {
 
 /** Reads the collateral key from the PCK certificate in a quote. */
 export function collateralKeyForQuote(quoteBytes: Buffer): CollateralKey {
-  const quote = parseQuote(quoteBytes);
-  // Only the leaf is needed here; verifyIntelQuote checks the whole chain.
-  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(quote.pckChainPem)?.[0] ?? '';
-  const [pck] = certificatesFromPem(leafPem, 'quote PCK certificate');
+  return collateralKeyForParsedQuote(parseQuote(quoteBytes));
+}
+
+/** Reads the collateral key from the PCK certificate in a parsed quote. */
+export function collateralKeyForParsedQuote(quote: DcapQuote): CollateralKey {
+  // Only the leaf is read here, and verifyIntelQuote checks the whole chain. The parse is cached by PEM
+  // text, so verifyIntelQuote reuses it.
+  const [pck] = parsePckChain(quote.pckChainPem);
   const { fmspc } = parsePckExtensions(pck!);
   let ca: CollateralKey['ca'];
   if (pck!.issuerCn.includes('Processor')) ca = 'processor';

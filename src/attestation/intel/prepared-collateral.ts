@@ -34,11 +34,7 @@ export interface PreparedCollateral {
   paths: Array<{ what: string; path: Certificate[] }>;
   /** Signature checks that passed, reused for the PCK chains of later quotes. */
   verified: VerifiedSignatures;
-  /** Parsed PCK certificates by PEM text, so a platform's chain is parsed once. */
-  parsedChains: Map<string, Certificate[]>;
 }
-
-const MAX_PARSED_CHAINS = 1024;
 
 // Prepared collateral per collateral object and trusted root. Every lookup compares the collateral's
 // content with what was prepared, so a caller that changes the object in place gets a fresh preparation.
@@ -75,11 +71,12 @@ function prepare(collateral: IntelCollateral, root: Certificate): PreparedCollat
   const pckCrlPath = verifyChainSignatures(certificatesFromPem(collateral.pckCrlIssuerChain, 'PCK CRL issuer chain'), root, 'PCK CRL issuer chain', verified);
   checkShape(pckCrlPath, ['SGX PCK'], 'PCK CRL issuer chain');
 
-  const rootCrl = parseCrl(collateral.rootCaCrl);
+  // The CRLs are parsed from the copies, so their DER stays as verified when the caller changes its buffers.
+  const rootCrl = parseCrl(source.rootCaCrl);
   checkCrlIssuer(rootCrl, root, ROOT_CA_CRL, verified);
   for (const path of [tcbPath, qePath, pckCrlPath]) checkIntermediates(path, root, rootCrl);
 
-  const pckCrl = parseCrl(collateral.pckCrl);
+  const pckCrl = parseCrl(source.pckCrl);
   if (!pckCrlPath[0]!.subject.equals(pckCrl.issuer)) {
     throw new CasError('COLLATERAL_INVALID', `the PCK CRL issuer chain is for "${pckCrlPath[0]!.subjectCn}", but the PCK CRL names "${pckCrl.issuerCn}"`);
   }
@@ -103,18 +100,7 @@ function prepare(collateral: IntelCollateral, root: Certificate): PreparedCollat
       { what: 'PCK CRL issuer chain', path: pckCrlPath },
     ],
     verified,
-    parsedChains: new Map(),
   };
-}
-
-/** Parses a quote's PCK chain, reusing the result for the same PEM text. */
-export function parsePckChain(prepared: PreparedCollateral, pem: string): Certificate[] {
-  const cached = prepared.parsedChains.get(pem);
-  if (cached !== undefined) return cached;
-  const chain = certificatesFromPem(pem, 'quote PCK certificate chain');
-  if (prepared.parsedChains.size >= MAX_PARSED_CHAINS) prepared.parsedChains.clear();
-  prepared.parsedChains.set(pem, chain);
-  return chain;
 }
 
 function sameContent(a: IntelCollateral, b: IntelCollateral): boolean {

@@ -163,9 +163,17 @@ export function parseQuote(bytes: Buffer): DcapQuote {
     qeReport,
     qeReportSignature,
     qeAuthData,
-    pckChainPem: pckChain.toString('utf8').replace(/\0+$/, ''),
+    pckChainPem: withoutTrailingNuls(pckChain).toString('utf8'),
     length: signatureEnd,
   };
+}
+
+// Quote generators pad the PEM chain with NUL bytes. Trimming the bytes is cheaper than a regular
+// expression over the decoded text, and UTF-8 never encodes another character with a zero byte.
+function withoutTrailingNuls(bytes: Buffer): Buffer {
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return bytes.subarray(0, end);
 }
 
 function parseHeader(cursor: Cursor): QuoteHeader {

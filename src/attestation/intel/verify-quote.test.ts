@@ -323,6 +323,16 @@ describe('verifyIntelQuote › own PKI', () => {
     });
   }
 
+  it('NUL-padded PCK chain verifies', () => {
+    // Quote v3 layout: the signature data size is at 432 and the PCK certification data size at 1048.
+    const padding = 37;
+    const padded = Buffer.concat([quote, Buffer.alloc(padding)]);
+    padded.writeUInt32LE(quote.readUInt32LE(432) + padding, 432);
+    padded.writeUInt32LE(quote.readUInt32LE(1048) + padding, 1048);
+    assert.equal(parseQuote(padded).pckChainPem, parseQuote(quote).pckChainPem);
+    assert.equal(verifyIntelQuote(padded, baseCollateral, { at, rootCa: rootPem }).tcbStatus, 'UpToDate');
+  });
+
   it('quote v5 with a wrong body size is rejected', async () => {
     const other = await buildSgxQuote(pki, { version: 5 });
     other.writeUInt32LE(383, 50);
