@@ -195,17 +195,26 @@ function throughputNotes(
     `HTTPS alone: a thread that did nothing but the reference's HTTPS work and the round's signature operations would reach at most ${fmt(threadBound, 2)} of the crypto-bound rate, and the reference itself, which does no signature operations, reached ${fmt(floor.roundsPerSecond)} rounds/s (${fmt(floor.roundsPerSecond / limit, 2)} of it) with its clients on the same 2 cores. ${threadBound >= TARGET_RATIO ? 'So two HTTPS requests per round leave room for the target on this machine.' : `So with two HTTPS requests per round in one Node.js thread the target of ${TARGET_RATIO} is out of reach on this machine, whatever the CAS does.`}`,
     `Scheduling: in the window the event loop was on a CPU ${fmt(eventLoop.onCpu * 100)}%, runnable but waiting for a CPU ${fmt(eventLoop.runnableWait * 100)}% and blocked or idle ${fmt(blocked * 100)}% of the time (load average ${fmt(loadAverage, 1)} on this machine at the end of the window). Waiting for a CPU lowers the rate more than the limit, whose loop is a short single-thread burst.`,
     PROFILE_NOTE,
-    'Remaining gap, for the owners of src/audit, src/store and src/server/sessions.ts: the audit appends and the commit of the audit head take about two fifths of the CPU time of cas serve in that profile. Write one audit entry per release instead of two, keep synchronous fsyncs off the event loop (better-sqlite3 commits synchronously, so each shared head commit stops the event loop for one fsync), and keep the parsed session of a configuration request instead of reading and decrypting its row on every request.',
+    REMAINING_GAP_NOTE,
   ];
 }
 
 /**
- * CPU time of cas serve in this figure by activity, from a profile taken by hand. The shares are of the
- * samples in which the event loop was not idle, and each sample counts once, under the first matching item.
+ * Time of the cas serve event loop in this figure by activity, from a V8 CPU profile taken by hand. The
+ * profiler samples wall-clock time, so a sample also lands in a system call that blocks or is preempted
+ * (fsync, socket writes), and each sample counts once, under the first matching item.
  */
 const PROFILE_NOTE =
-  'Profile: in a profile of cas serve in this figure (CAS_BENCH_CPU_PROF=DIR npm run bench -- --only 1, at a load average of about 6 on this 2-core machine), the samples in which the event loop was busy split into audit appends 24% (ECDSA signatures 8%; canonical JSON, HMAC, file write and fsync 16%), commits of the audit head to SQLite (storeAuditHead) 18%, TLS, HTTP parsing, fastify and JSON 20%, ECDSA verification of the evidence 12%, reading and decrypting the session 6%, garbage collection 5%, logging 4%, nonce bookkeeping 2%, the rest of the evidence check 2%, request validation 1% and metrics 1%. ' +
-  'Fixed in src/server after an earlier profile: parsing the platform key PEM of the evidence twice per request (26% of the busy samples; parsed keys are now cached by their exact PEM text), two request log lines at level info per request (10%; now one) and reading the CAS owner from SQLite on every request (about 4%; kept once read). In alternating --quick runs of the code before and after these fixes at a load average of 4 to 5, the CPU time of cas serve per round fell from 1.8 to 2.3 ms to 0.81 to 0.87 ms.';
+  'Profile: in a profile of cas serve in this figure (CAS_BENCH_CPU_PROF=DIR npm run bench -- --only 1, at a load average of about 6 on this 2-core machine), the samples in which the event loop was not idle split into audit appends 24% (ECDSA signatures 8%; canonical JSON, HMAC, file write and fsync 16%), commits of the audit head to SQLite (storeAuditHead, including its fsync) 18%, TLS, HTTP parsing, fastify and JSON 20%, ECDSA verification of the evidence 12%, reading and decrypting the session 6%, garbage collection 5%, logging 4%, nonce bookkeeping 2%, the rest of the evidence check 2%, request validation 1% and metrics 1%. ' +
+  'Fixed in src/server after an earlier profile: parsing the platform key PEM of the evidence twice per request (26% of those samples; parsed keys are now cached by their exact PEM text), two request log lines at level info per request (10%; now one) and reading the CAS owner from SQLite on every request (about 4%; kept once read). In alternating --quick runs of the code before and after these fixes at a load average of 4 to 5, the CPU time of cas serve per round fell from 1.8 to 2.3 ms to 0.81 to 0.87 ms.';
+
+/**
+ * Costs of the audit work of a release, measured by removing it in a copy of the code. The figures are CPU
+ * time of the cas serve event loop per round from alternating --quick runs.
+ */
+const REMAINING_GAP_NOTE =
+  'Remaining gap, for the owners of src/audit, src/store and src/server/sessions.ts, measured by removing work in a copy of the code (alternating --quick runs at a load average of 3.5 to 5, event-loop CPU per round): 0.82 to 0.88 ms as committed; 0.54 to 0.60 ms without the two audit entries of a release (so they cost about 0.28 ms, of which the two signatures take 0.06 ms); 0.72 to 0.76 ms with one entry (config.released) instead of two; 0.75 to 0.78 ms without the commit of the audit head after each append, which concurrent releases already share (0.16 commits per round); 0.44 to 0.54 ms without audit entries and with logging at level warn. ' +
+  'What is left at that point is spread over TLS and HTTP (0.07 ms in the reference), the ECDSA verification (0.08 ms), fastify, reading and decrypting the session (CasDatabase prepares its SQL statement on every read), evidence and request validation, nonces and metrics. Reaching the target needs fewer HTTPS requests per round or more than one thread, since one thread with two HTTPS requests per round stays below it.';
 
 /** Opens the stopped server's database read-only and returns its change counter (one per committed change). */
 function readChangeCounter(dataDir: string, platform: Platform): number {
