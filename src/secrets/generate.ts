@@ -70,9 +70,11 @@ export async function generateSecrets(
  */
 export async function resolveImports(session: Session, importer: SecretImporter): Promise<Record<string, StoredSecret>> {
   const imports: Record<string, StoredSecret> = {};
-  const hash = sessionHash(session);
+  let hash: string | undefined;
   for (const declaration of session.secrets) {
     if (declaration.import === undefined) continue;
+    // Hashed only when the session imports something: release calls this for every configuration request.
+    hash ??= sessionHash(session);
     const context: ImportContext = { importingSessionHash: hash, importingSecret: declaration.name };
     if (declaration.import.sessionHash !== undefined) context.exporterSessionHash = declaration.import.sessionHash;
     const value = await importer(declaration.import.session, declaration.import.secret, session.name, context);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { fastify, LogController } from 'fastify';
+import { fastify } from 'fastify';
 import type { AuditLog } from '../audit/index.js';
 import { HEALTH_PATHS } from '../config/defaults.js';
 import type { CasError } from '../errors/cas-error.js';
@@ -25,6 +25,7 @@ import { createHardwareEvidenceVerifier, type ReportDataBinding } from './eviden
 import { createErrorHandler } from './http-errors.js';
 import { NonceRegistry, randomNonce, type NonceGenerator } from './nonces.js';
 import { Provisioning } from './provisioning.js';
+import { RequestLogController } from './request-log.js';
 import { registerApiRoutes } from './routes.js';
 import { SessionService } from './sessions.js';
 
@@ -149,7 +150,7 @@ export async function createCasServer(options: CasServerOptions): Promise<CasSer
       // of 100 would make longer names unreachable once created.
       routerOptions: { maxParamLength: 1024 },
       loggerInstance: logger,
-      logController: new LogController({ requestIdLogLabel: 'requestId' }),
+      logController: new RequestLogController({ requestIdLogLabel: 'requestId' }),
       genReqId: () => randomUUID(),
       return503OnClosing: true,
       // Malformed percent-encoding and overlong path parameters fail in the router, before the error handler

@@ -53,7 +53,8 @@ export class ConfigurationService {
         outcome: 'success',
         details: { configHmac: this.audit.hmac(JSON.stringify(configuration)) },
       });
-      log.info({ session: request.session, service: request.service }, 'configuration released');
+      // The request's completion line at level info records the release with session and service.
+      log.debug({ session: request.session, service: request.service }, 'configuration released');
       return configuration;
     } catch (error) {
       if (isCasError(error) && error.code !== 'AUDIT_APPEND_FAILED') await this.recordRejection(request, error, log);

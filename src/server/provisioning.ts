@@ -31,6 +31,8 @@ export type CommitChange = <T>(entry: AuditEventInput, write: () => T) => Promis
  */
 export class Provisioning {
   private readonly generatedTokenPath: string;
+  /** The owner, after the first read that found one. Provisioning writes the owner once, and no code changes or deletes it. */
+  private knownOwner: CasOwner | undefined;
 
   constructor(
     private readonly db: CasDatabase,
@@ -40,9 +42,13 @@ export class Provisioning {
     this.generatedTokenPath = join(settings.dataDir, FILE_NAMES.provisioningToken);
   }
 
+  /** Returns the CAS owner, or undefined before provisioning. Most requests check it, so the database is read only until it has one. */
   owner(): CasOwner | undefined {
+    if (this.knownOwner !== undefined) return this.knownOwner;
     const stored = this.db.getMeta(OWNER_META);
-    return stored === undefined ? undefined : (JSON.parse(stored.toString('utf8')) as CasOwner);
+    if (stored === undefined) return undefined;
+    this.knownOwner = Object.freeze(JSON.parse(stored.toString('utf8')) as CasOwner);
+    return this.knownOwner;
   }
 
   /** Prepares the token at start-up: checks a deployer's token file, or generates a token when none is pending. */

@@ -13,6 +13,7 @@ import { createSimulatedEvidence } from './evidence/simulation.js';
 import { invalidRequest } from './http-errors.js';
 import type { NonceRegistry } from './nonces.js';
 import type { Provisioning, CommitChange } from './provisioning.js';
+import { requestLogger } from './request-log.js';
 import type { SessionService } from './sessions.js';
 
 /** Dependencies of the routes on the running server. */
@@ -59,10 +60,10 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, part: 'body' | 'p
   return result.data;
 }
 
-/** Parses the session name from the path and binds it to the request's logger, so error lines carry it. */
+/** Parses the session name from the path and binds it to the request's own logger, so its later lines carry it. */
 function sessionName(request: FastifyRequest): string {
   const { name } = parse(schemas.sessionParams, request.params, 'params');
-  request.log = request.log.child({ session: name });
+  requestLogger(request).setBindings({ session: name });
   return name;
 }
 
@@ -147,7 +148,7 @@ export function registerApiRoutes(app: CasApp, context: RouteContext): void {
   app.post('/v1/configuration', async (request) => {
     const body = parse(schemas.configuration, request.body, 'body');
     requireProvisioned(context);
-    request.log = request.log.child({ session: body.session, service: body.service });
+    requestLogger(request).setBindings({ session: body.session, service: body.service });
     return context.configuration.release(body, client(request), request.log);
   });
 

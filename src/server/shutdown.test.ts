@@ -31,7 +31,8 @@ describe('server shutdown', () => {
       const text = chunk.toString('utf8');
       if (text.includes('"msg":"incoming request"') && text.includes('"url":"/v1/sessions"')) resolveReceived();
     });
-    const server = await createCasServer({ settings, logger: createLogger({ level: 'info', destination: lines }) });
+    // The line for an arriving request is logged at level debug.
+    const server = await createCasServer({ settings, logger: createLogger({ level: 'debug', destination: lines }) });
     const { url } = await server.listen();
     const client = clientFor(new URL(url), await newIdentity());
     await client.provision(readFileSync(join(settings.dataDir, FILE_NAMES.provisioningToken), 'utf8'));

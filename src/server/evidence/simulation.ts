@@ -1,7 +1,8 @@
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { CasError } from '../../errors/cas-error.js';
-import { verifyPlatformSignature } from '../../store/platform.js';
+import { parsePlatformPublicKey } from '../../store/key-wrap.js';
+import { PLATFORM_SIGNATURE_CONTEXT } from '../../store/platform.js';
 import type { Platform } from '../../store/types.js';
 
 /**
@@ -89,15 +90,10 @@ export function verifySimulatedEvidence(
   }
   const evidence = parsed.data;
 
-  let platformKeyDer: Buffer;
-  try {
-    platformKeyDer = createPublicKey(evidence.platformPublicKey).export({ type: 'spki', format: 'der' });
-  } catch (error) {
-    throw new CasError('EVIDENCE_INVALID', 'simulated evidence: platformPublicKey is not a PEM public key', { cause: error });
-  }
+  const platformKey = platformKeys.get(evidence.platformPublicKey);
   const statementBytes = Buffer.from(evidence.statement, 'base64');
   const signature = Buffer.from(evidence.signature, 'base64');
-  if (!verifyPlatformSignature(evidence.platformPublicKey, Buffer.concat([SIMULATED_EVIDENCE_CONTEXT, statementBytes]), signature)) {
+  if (!verifyWithPlatformKey(platformKey.key, Buffer.concat([SIMULATED_EVIDENCE_CONTEXT, statementBytes]), signature)) {
     throw new CasError('EVIDENCE_INVALID', 'simulated evidence: the signature does not verify with the platform key in the evidence');
   }
 
@@ -120,7 +116,59 @@ export function verifySimulatedEvidence(
       details: { expected: boundSha256, actual: statement.boundSha256 },
     });
   }
-  return { type: 'simulation', platformKeyHash: sha256Hex(platformKeyDer), statement };
+  return { type: 'simulation', platformKeyHash: platformKey.keyHash, statement };
+}
+
+/** A parsed platform public key with the SHA-256 (hex) of its SPKI DER. */
+export interface ParsedPlatformKey {
+  key: KeyObject;
+  keyHash: string;
+}
+
+/**
+ * Parsed platform public keys, keyed by the exact PEM text of the evidence. Parsing a PEM key with
+ * OpenSSL 3 costs more than the signature check itself, and a service sends the same platform key with
+ * every request. A PEM that differs in any character, such as its line breaks, is parsed on its own. When
+ * the cache is full the oldest entry is dropped, so a client that sends new keys only causes misses.
+ */
+export class PlatformKeyCache {
+  private readonly entries = new Map<string, ParsedPlatformKey>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Returns the parsed key; throws EVIDENCE_INVALID for text that is no PEM public key, INVALID_ARGUMENT for a key other than P-256. */
+  get(publicKeyPem: string): ParsedPlatformKey {
+    const cached = this.entries.get(publicKeyPem);
+    if (cached !== undefined) return cached;
+
+    let der: Buffer;
+    try {
+      der = createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' });
+    } catch (error) {
+      throw new CasError('EVIDENCE_INVALID', 'simulated evidence: platformPublicKey is not a PEM public key', { cause: error });
+    }
+    const parsed = { key: parsePlatformPublicKey(publicKeyPem), keyHash: sha256Hex(der) };
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(publicKeyPem, parsed);
+    return parsed;
+  }
+}
+
+/** Platform keys seen in evidence; a deployment has one per machine that runs services. */
+const platformKeys = new PlatformKeyCache(1024);
+
+/**
+ * Checks a signature made by `Platform.sign`, with the same prefix and encoding as `verifyPlatformSignature`
+ * of src/store/platform.ts.
+ * NOTE: repeats that function because it accepts only a PEM key and would parse it on every call.
+ */
+function verifyWithPlatformKey(key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  if (signature.length !== 64) return false;
+  return verify('sha256', Buffer.concat([PLATFORM_SIGNATURE_CONTEXT, data]), { key, dsaEncoding: 'ieee-p1363' }, signature);
 }
 
 function sha256Hex(data: Buffer): string {
