@@ -132,6 +132,23 @@ describe('GroupCommit', () => {
     assert.equal(storedHead(db).seq, (outcomes[0] as PromiseFulfilledResult<AuditHead>).value.seq);
   });
 
+  it('waits for a paused write gate', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+
+    const change = await db.writeGate.run(() => group.stage(entry('paused'), () => db.putMeta('test.paused', Buffer.from('1'))));
+    const release = await db.writeGate.pause();
+    // Appends are written in order, so once this one is durable the staged change's entry is too.
+    await audit.append(entry('marker'));
+    for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const whilePaused = db.getMeta('test.paused');
+    release();
+    await change.durable;
+
+    assert.equal(whilePaused, undefined, 'the group commit wrote while the write gate was paused');
+    assert.equal(db.getMeta('test.paused')?.toString(), '1');
+  });
+
   it('throws outside the write gate', async () => {
     const { db, audit } = await openFixture();
     const group = new GroupCommit(db, audit, silentLogger());
