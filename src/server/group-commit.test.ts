@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { AuditEventInput, AuditHead, AuditLog } from '../audit/index.js';
 import { CasError } from '../errors/cas-error.js';
 import { silentLogger } from '../logging/logger.js';
-import { CasDatabase, openPlatform } from '../store/index.js';
-import { createSelfSignedCertificate, keyHashOfSpki } from '../tls/certificates.js';
+import { CasDatabase, openPlatform, type Platform } from '../store/index.js';
+import { createSnapshot } from '../snapshots/create-snapshot.js';
+import { createSelfSignedCertificate, keyHashOfSpki, type KeyAndCertificate } from '../tls/certificates.js';
 import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
 import type { ClientKey } from './client-identity.js';
 import { parseSession, sessionHash } from '../policy/index.js';
@@ -17,6 +19,9 @@ import { tempDir } from './testing/cas-process.js';
 interface Fixture {
   db: CasDatabase;
   audit: AuditLog;
+  root: string;
+  platform: Platform;
+  casIdentity: KeyAndCertificate;
   close(): Promise<void>;
 }
 
@@ -35,6 +40,9 @@ async function openFixture(): Promise<Fixture> {
   const fixture = {
     db,
     audit,
+    root,
+    platform,
+    casIdentity,
     async close() {
       await audit.close();
       db.close();
@@ -147,6 +155,46 @@ describe('GroupCommit', () => {
 
     assert.equal(whilePaused, undefined, 'the group commit wrote while the write gate was paused');
     assert.equal(db.getMeta('test.paused')?.toString(), '1');
+  });
+
+  it('stays out of a snapshot taken meanwhile', async () => {
+    const { db, audit, root, platform, casIdentity } = await openFixture();
+    let release!: () => void;
+    const appendsReleased = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The entry is written at once, but the flush sees it only after `release`.
+    const holding = {
+      append: async (input: AuditEventInput) => {
+        const head = await audit.append(input);
+        await appendsReleased;
+        return head;
+      },
+    };
+    const group = new GroupCommit(db, holding, silentLogger());
+    const snapshotDir = join(root, 'snapshots');
+    mkdirSync(snapshotDir);
+
+    const change = await db.writeGate.run(() => group.stage(entry('snapshot'), () => db.putMeta('test.snapshot', Buffer.from('1'))));
+    await audit.append(entry('marker'));
+    // Released while the snapshot pauses writers, so the flush is ready to commit during the copy.
+    const snapshot = await createSnapshot({
+      db,
+      identity: casIdentity,
+      snapshotDir,
+      auditHead: () => {
+        release();
+        return audit.head();
+      },
+    });
+    await change.durable;
+    const copy = CasDatabase.open({ dataDir: snapshot.path, platform });
+    const copied = { counter: copy.changeCounter(), value: copy.getMeta('test.snapshot') };
+    copy.close();
+
+    assert.equal(copied.counter, snapshot.manifest.changeCounter, 'the copied change counter differs from the manifest');
+    assert.equal(copied.value, undefined, 'the snapshot holds a change committed while writers were paused');
+    assert.equal(db.getMeta('test.snapshot')?.toString(), '1');
   });
 
   it('throws outside the write gate', async () => {
