@@ -202,6 +202,14 @@ describe('GroupCommit', () => {
     const group = new GroupCommit(db, audit, silentLogger());
     assert.throws(() => group.stage(entry('outside'), () => undefined), (error: unknown) => error instanceof CasError && error.code === 'INTERNAL');
   });
+
+  it('throws when created inside a writer', async () => {
+    const { db, audit } = await openFixture();
+    await assert.rejects(
+      db.writeGate.run(() => new GroupCommit(db, audit, silentLogger())),
+      (error: unknown) => error instanceof CasError && error.code === 'INTERNAL',
+    );
+  });
 });
 
 describe('SessionService with group commit', () => {

@@ -41,9 +41,9 @@ export class GroupCommit {
   private transactions = 0;
   private committed = 0;
   /**
-   * The constructor's async context, which is outside every writer. The flush loop runs in it: started in
-   * the context of the writer that staged, `writeGate.run` would count the flush as part of that writer and
-   * commit without taking the gate, even while a snapshot pauses it.
+   * The async context of the constructor, which runs outside every writer. The flush loop runs in this
+   * context, because `writeGate.run` would otherwise count the flush as part of the writer that staged the
+   * first change and commit without taking the gate, even while a snapshot pauses it.
    */
   private readonly flushContext = new AsyncResource('GroupCommitFlush');
 
@@ -53,7 +53,7 @@ export class GroupCommit {
     private readonly logger: Logger,
   ) {
     if (db.writeGate.isInsideWriter()) {
-      throw new CasError('INTERNAL', 'GroupCommit was created inside a writer, so its flushes would bypass the write gate; create it outside writeGate.run()');
+      throw new CasError('INTERNAL', 'GroupCommit was created inside a writer, so its flushes would bypass the write gate. Create it outside writeGate.run().');
     }
   }
 
