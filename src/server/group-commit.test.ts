@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { AuditEventInput, AuditHead, AuditLog } from '../audit/index.js';
 import { CasError } from '../errors/cas-error.js';
 import { silentLogger } from '../logging/logger.js';
-import { CasDatabase, openPlatform } from '../store/index.js';
-import { createSelfSignedCertificate, keyHashOfSpki } from '../tls/certificates.js';
-import { createCommit, openServerAudit } from './audit-setup.js';
+import { CasDatabase, openPlatform, type Platform } from '../store/index.js';
+import { createSnapshot } from '../snapshots/create-snapshot.js';
+import { createSelfSignedCertificate, keyHashOfSpki, type KeyAndCertificate } from '../tls/certificates.js';
+import { createCommit, openServerAudit, storeAuditHead } from './audit-setup.js';
 import type { ClientKey } from './client-identity.js';
 import { parseSession, sessionHash } from '../policy/index.js';
 import { GroupCommit } from './group-commit.js';
@@ -17,6 +19,9 @@ import { tempDir } from './testing/cas-process.js';
 interface Fixture {
   db: CasDatabase;
   audit: AuditLog;
+  root: string;
+  platform: Platform;
+  casIdentity: KeyAndCertificate;
   close(): Promise<void>;
 }
 
@@ -35,6 +40,9 @@ async function openFixture(): Promise<Fixture> {
   const fixture = {
     db,
     audit,
+    root,
+    platform,
+    casIdentity,
     async close() {
       await audit.close();
       db.close();
@@ -132,10 +140,75 @@ describe('GroupCommit', () => {
     assert.equal(storedHead(db).seq, (outcomes[0] as PromiseFulfilledResult<AuditHead>).value.seq);
   });
 
+  it('waits for a paused write gate', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+
+    const change = await db.writeGate.run(() => group.stage(entry('paused'), () => db.putMeta('test.paused', Buffer.from('1'))));
+    const release = await db.writeGate.pause();
+    // Appends are written in order, so once this one is durable the staged change's entry is too.
+    await audit.append(entry('marker'));
+    for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const whilePaused = db.getMeta('test.paused');
+    release();
+    await change.durable;
+
+    assert.equal(whilePaused, undefined, 'the group commit wrote while the write gate was paused');
+    assert.equal(db.getMeta('test.paused')?.toString(), '1');
+  });
+
+  it('stays out of a snapshot taken meanwhile', async () => {
+    const { db, audit, root, platform, casIdentity } = await openFixture();
+    let release!: () => void;
+    const appendsReleased = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The entry is written at once, but the flush sees it only after `release`.
+    const holding = {
+      append: async (input: AuditEventInput) => {
+        const head = await audit.append(input);
+        await appendsReleased;
+        return head;
+      },
+    };
+    const group = new GroupCommit(db, holding, silentLogger());
+    const snapshotDir = join(root, 'snapshots');
+    mkdirSync(snapshotDir);
+
+    const change = await db.writeGate.run(() => group.stage(entry('snapshot'), () => db.putMeta('test.snapshot', Buffer.from('1'))));
+    await audit.append(entry('marker'));
+    // Released while the snapshot pauses writers, so the flush is ready to commit during the copy.
+    const snapshot = await createSnapshot({
+      db,
+      identity: casIdentity,
+      snapshotDir,
+      auditHead: () => {
+        release();
+        return audit.head();
+      },
+    });
+    await change.durable;
+    const copy = CasDatabase.open({ dataDir: snapshot.path, platform });
+    const copied = { counter: copy.changeCounter(), value: copy.getMeta('test.snapshot') };
+    copy.close();
+
+    assert.equal(copied.counter, snapshot.manifest.changeCounter, 'the copied change counter differs from the manifest');
+    assert.equal(copied.value, undefined, 'the snapshot holds a change committed while writers were paused');
+    assert.equal(db.getMeta('test.snapshot')?.toString(), '1');
+  });
+
   it('throws outside the write gate', async () => {
     const { db, audit } = await openFixture();
     const group = new GroupCommit(db, audit, silentLogger());
     assert.throws(() => group.stage(entry('outside'), () => undefined), (error: unknown) => error instanceof CasError && error.code === 'INTERNAL');
+  });
+
+  it('throws when created inside a writer', async () => {
+    const { db, audit } = await openFixture();
+    await assert.rejects(
+      db.writeGate.run(() => new GroupCommit(db, audit, silentLogger())),
+      (error: unknown) => error instanceof CasError && error.code === 'INTERNAL',
+    );
   });
 });
 
@@ -211,5 +284,140 @@ describe('SessionService with group commit', () => {
     await first;
     await second;
     assert.match(db.getSession('app')!.text, /# first/);
+  });
+
+  /**
+   * Opens a SessionService whose audit appends wait until `release`, so changes stay staged while later ones
+   * are checked. Appends of the entries that `fails` selects reject after the release.
+   */
+  async function openHeldSessions(fails: (input: AuditEventInput) => boolean = () => false) {
+    const { db, audit } = await openFixture();
+    let release!: () => void;
+    const appendsReleased = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let appended = 0;
+    const holding = {
+      append: async (input: AuditEventInput) => {
+        appended++;
+        await appendsReleased;
+        if (fails(input)) throw new CasError('AUDIT_APPEND_FAILED', 'test: the audit write failed');
+        return audit.append(input);
+      },
+    };
+    const sessions = new SessionService(db, createCommit(db, audit), new GroupCommit(db, holding, silentLogger()), silentLogger());
+    const untilAppended = async (count: number) => {
+      while (appended < count) await new Promise((resolve) => setImmediate(resolve));
+    };
+    return { db, sessions, release, untilAppended };
+  }
+
+  const hasCode = (code: string) => (error: unknown) => error instanceof CasError && error.code === code;
+
+  it('re-creates a name deleted in one batch', async () => {
+    const { db, sessions, release, untilAppended } = await openHeldSessions();
+    const client = clientKey();
+    const first = sessions.create(sessionText('app'), client);
+    await untilAppended(1);
+
+    const deleted = sessions.delete('app', client);
+    await untilAppended(2);
+    const second = sessions.create(`${sessionText('app')}# second\n`, client);
+    await untilAppended(3);
+    const third = assert.rejects(sessions.create(sessionText('app'), client), hasCode('SESSION_EXISTS'));
+    release();
+    await first;
+    await deleted;
+    await second;
+    await third;
+
+    assert.deepEqual(db.listSessionNames(), ['app']);
+    assert.match(db.getSession('app')!.text, /# second/);
+    await assert.rejects(sessions.create(sessionText('app'), client), hasCode('SESSION_EXISTS'));
+  });
+
+  it('rejects a child of a parent deleted in one batch', async () => {
+    const { db, sessions, release, untilAppended } = await openHeldSessions();
+    const client = clientKey();
+    const policy = 'access_policy:\n  create_sessions: [CREATOR]\n';
+    const parent = sessions.create(`${sessionText('parent')}${policy}`, client);
+    await untilAppended(1);
+
+    const deleted = sessions.delete('parent', client);
+    await untilAppended(2);
+    await assert.rejects(sessions.create(sessionText('parent/child'), client), hasCode('SESSION_NOT_FOUND'));
+    release();
+    await parent;
+    await deleted;
+
+    assert.deepEqual(db.listSessionNames(), []);
+  });
+
+  it('rejects an import withdrawn in one batch', async () => {
+    const { db, sessions, release, untilAppended } = await openHeldSessions();
+    const client = clientKey();
+    const vaultText = 'name: vault\nversion: "0.3"\nsecrets:\n  - name: key\n    kind: ascii\n';
+    const exporter = sessions.create(`${vaultText}    export:\n      - session: app\n`, client);
+    await untilAppended(1);
+
+    const exportedHash = sessionHash(parseSession(`${vaultText}    export:\n      - session: app\n`));
+    const withdrawn = sessions.update('vault', `predecessor: ${exportedHash}\n${vaultText}`, client);
+    await untilAppended(2);
+    const importer = 'name: app\nversion: "0.3"\nsecrets:\n  - name: key\n    import:\n      session: vault\n      secret: key\n';
+    await assert.rejects(sessions.create(importer, client), hasCode('SECRET_REFERENCE_INVALID'));
+    release();
+    await exporter;
+    await withdrawn;
+
+    assert.deepEqual(db.listSessionNames(), ['vault']);
+  });
+
+  it('rejects a child of a parent whose append failed', async () => {
+    const { db, sessions, release, untilAppended } = await openHeldSessions((input) => input.target?.session === 'parent');
+    const client = clientKey();
+    const policy = 'access_policy:\n  create_sessions: [CREATOR]\n';
+    const parent = assert.rejects(sessions.create(`${sessionText('parent')}${policy}`, client), hasCode('AUDIT_APPEND_FAILED'));
+    await untilAppended(1);
+
+    const child = assert.rejects(sessions.create(sessionText('parent/child'), client), hasCode('AUDIT_APPEND_FAILED'));
+    await untilAppended(2);
+    release();
+    await parent;
+    await child;
+
+    assert.deepEqual(db.listSessionNames(), [], 'a change staged on a failed one was committed');
+    await sessions.create(sessionText('other'), client);
+    assert.deepEqual(db.listSessionNames(), ['other']);
+  });
+
+  it('frees a name whose create failed', async () => {
+    let failures = 1;
+    const { db, sessions, release } = await openHeldSessions(() => failures-- > 0);
+    const client = clientKey();
+    release();
+
+    await assert.rejects(sessions.create(sessionText('app'), client), hasCode('AUDIT_APPEND_FAILED'));
+    await sessions.create(sessionText('app'), client);
+
+    assert.deepEqual(db.listSessionNames(), ['app']);
+  });
+
+  it('keeps a newer head stored meanwhile', async () => {
+    const { db, audit } = await openFixture();
+    const group = new GroupCommit(db, audit, silentLogger());
+    const commit = createCommit(db, audit);
+    // Each writer takes the gate before the flush does, so it stores a head newer than the staged change's.
+    const writers: Array<[string, () => Promise<unknown>]> = [
+      ['legacy-commit', () => commit(entry('legacy'), () => db.putMeta('test.legacy', Buffer.from('1')))],
+      ['release-head', async () => storeAuditHead(db, await audit.append(entry('release')))],
+    ];
+
+    for (const [writer, write] of writers) {
+      const change = await db.writeGate.run(() => group.stage(entry(writer), () => db.putMeta(`test.${writer}`, Buffer.from('1'))));
+      await write();
+      const staged = await change.durable;
+
+      assert.deepEqual(storedHead(db), audit.head(), `the head moved back to ${staged.seq} after ${writer}`);
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import type { AuditEventInput, AuditHead } from '../audit/index.js';
 import { CasError, isCasError, toCasError } from '../errors/cas-error.js';
 import type { Logger } from '../logging/logger.js';
@@ -39,12 +40,22 @@ export class GroupCommit {
   private flushing: Promise<void> | undefined;
   private transactions = 0;
   private committed = 0;
+  /**
+   * The async context of the constructor, which runs outside every writer. The flush loop runs in this
+   * context, because `writeGate.run` would otherwise count the flush as part of the writer that staged the
+   * first change and commit without taking the gate, even while a snapshot pauses it.
+   */
+  private readonly flushContext = new AsyncResource('GroupCommitFlush');
 
   constructor(
     private readonly db: CasDatabase,
     private readonly audit: { append(entry: AuditEventInput): Promise<AuditHead> },
     private readonly logger: Logger,
-  ) {}
+  ) {
+    if (db.writeGate.isInsideWriter()) {
+      throw new CasError('INTERNAL', 'GroupCommit was created inside a writer, so its flushes would bypass the write gate. Create it outside writeGate.run().');
+    }
+  }
 
   /**
    * Appends `entry` to the audit log and queues `write`, a synchronous database change. Must run inside
@@ -62,7 +73,7 @@ export class GroupCommit {
       reject = rejectDurable;
     });
     this.queue.push({ audited, write, settled, resolve, reject });
-    this.flushing ??= this.flushLoop();
+    this.flushing ??= this.flushContext.runInAsyncScope(() => this.flushLoop());
     return { durable };
   }
 
