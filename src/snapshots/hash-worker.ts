@@ -14,25 +14,10 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SOURCE_CLOSED, SOURCE_OPEN, SOURCE_READING, type HashRequest, type HashResponse, type HashWorkerData } from './hash-protocol.js';
 
-/** Lowest priority: hashing is background work, unlike the copy that writers wait for. */
-const HASHING_THREAD_NICE = 19;
-
 if (parentPort === null) throw new Error('hash-worker.js must run in a worker thread');
-// On Linux the nice value belongs to the thread, so this lowers only the hashing thread: when CPUs are
-// scarce, the kernel copy in the read-only window and the server's event loop run first. Measured with
-// 1 GiB on a loaded 2-core VM, the window's median grew by 12% with the worker at nice 19 and by 65% at
-// nice 0. Elsewhere setPriority would lower the whole process, so the priority stays there.
-if (process.platform === 'linux') {
-  try {
-    setPriority(HASHING_THREAD_NICE);
-  } catch {
-    // A sandbox may forbid it; hashing at the default priority is still correct.
-  }
-}
 const port = parentPort;
 const { state: stateBuffer, chunkBytes } = workerData as HashWorkerData;
 const state = new Int32Array(stateBuffer);
