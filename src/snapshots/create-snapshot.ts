@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, constants as fsConstants } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import { access, copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -8,7 +8,7 @@ import { FILE_NAMES } from '../config/defaults.js';
 import { CasError } from '../errors/cas-error.js';
 import { SCHEMA_VERSION } from '../store/database.js';
 import type { CasDatabase } from '../store/index.js';
-import { CopyHasher, type Patch } from './copy-hasher.js';
+import { CopyHasher, type FileDigest, type Patch } from './copy-hasher.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, signManifest, type SnapshotManifest } from './manifest.js';
 import { MANIFEST_FILE, snapshotName, TEMPORARY_PREFIX } from './names.js';
 
@@ -261,18 +261,39 @@ export async function syncDirectory(path: string): Promise<void> {
   }
 }
 
-/** Read size for hashing: 1 MiB chunks hash about twice as fast as the 64 KiB stream default. */
-const HASH_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Read size for hashing on the event loop. With two buffers, one read runs while the other buffer is hashed.
+ * On the 2-core benchmark VM this hashed 1 GiB in about 810 ms, against 1,000 ms for a stream of 1 MiB
+ * chunks and 835 ms with 1 MiB buffers.
+ */
+const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
 
-/** Size and SHA-256 (hex) of a file, read in a stream so a large database is not held in memory. */
-export async function describeFile(path: string): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: HASH_CHUNK_BYTES })) {
-    size += (chunk as Buffer).length;
-    hash.update(chunk as Buffer);
+/**
+ * Computes size and SHA-256 (hex) of a file with two reused read buffers, so a large database is neither held
+ * in memory nor hashed in one event loop turn. Memory: 2 × HASH_CHUNK_BYTES.
+ */
+export async function describeFile(path: string): Promise<FileDigest> {
+  const handle = await open(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    let filling = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
+    let spare = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
+    let size = 0;
+    let pending = handle.read(filling, 0, HASH_CHUNK_BYTES, 0);
+    for (;;) {
+      const { bytesRead } = await pending;
+      if (bytesRead === 0) break;
+      size += bytesRead;
+      const filled = filling;
+      filling = spare;
+      spare = filled;
+      pending = handle.read(filling, 0, HASH_CHUNK_BYTES, size);
+      hash.update(filled.subarray(0, bytesRead));
+    }
+    return { size, sha256: hash.digest('hex') };
+  } finally {
+    await handle.close();
   }
-  return { size, sha256: hash.digest('hex') };
 }
 
 function snapshotFailed(snapshotDir: string, error: unknown): CasError {

@@ -11,7 +11,7 @@ import { silentLogger } from '../logging/logger.js';
 import { IDENTITY_META } from '../server/cas-identity.js';
 import { CasDatabase, loadOrCreateSimulationPlatform, type Platform, type SessionRecord } from '../store/index.js';
 import { createSelfSignedCertificate, type KeyAndCertificate } from '../tls/certificates.js';
-import { createSnapshot } from './create-snapshot.js';
+import { createSnapshot, describeFile } from './create-snapshot.js';
 import { listSnapshots, verifySnapshot } from './inspect.js';
 import { MANIFEST_FILE, TEMPORARY_PREFIX } from './names.js';
 import { readRestoreMarker, restoreSnapshot } from './restore.js';
@@ -214,6 +214,25 @@ describe('snapshots of a live database', () => {
     assert.ok(statuses.includes('invalid'), 'the tampered snapshots are listed as invalid');
     const complete = listing.filter((entry) => entry.status !== 'incomplete').map((entry) => entry.name);
     assert.deepEqual(complete, [...complete].sort().reverse());
+  });
+});
+
+describe('describeFile', () => {
+  const root = mkdtempSync(join(tmpdir(), 'cas-describe-file-test-'));
+
+  after(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('matches an independent SHA-256', async () => {
+    // Empty, shorter than one read, and across several 4 MiB reads with a partial last one.
+    for (const size of [0, 5, 9 * 1024 * 1024 + 5]) {
+      const path = join(root, `file-${size}`);
+      writeFileSync(path, randomBytes(size));
+      const digest = await describeFile(path);
+      assert.equal(digest.size, size);
+      assert.equal(digest.sha256, sha256(path), `digest of ${size} bytes`);
+    }
   });
 });
 
