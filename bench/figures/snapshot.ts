@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createSnapshot, describeFile } from '../../src/snapshots/create-snapshot.js';
+import { CopyHasher } from '../../src/snapshots/copy-hasher.js';
+import { createSnapshot } from '../../src/snapshots/create-snapshot.js';
 import { sessionHash, type Session } from '../../src/policy/index.js';
 import type { SessionRecord } from '../../src/store/index.js';
 import { newClientKey, openStorageCas, sessionRecord, type StorageCas } from '../cas-setup.js';
@@ -56,9 +57,7 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
         snapshots.push({ durationMs: snapshot.durationMs, readOnlyWindowMs: snapshot.readOnlyWindowMs, hashedDuringWindowBytes: snapshot.hashedDuringWindowBytes });
         removeDir(snapshotDir);
       }
-      const hashStarted = performance.now();
-      await describeFile(databasePath);
-      const hashMs = performance.now() - hashStarted;
+      const hashMs = await timeHash(databasePath);
 
       const cp = { copyMs: median(cpRuns.map((r) => r.copyMs)), withFsyncMs: median(cpRuns.map((r) => r.withFsyncMs)) };
       const snapshot = {
@@ -81,7 +80,7 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
         limit: [
           { label: `\`cp\` of cas.db, then fsync of the copy, median of ${repetitions} (each run)`, value: `${fmt(cp.withFsyncMs)} ms (${cpRuns.map((r) => fmt(r.withFsyncMs)).join(', ')})` },
           { label: '`cp` alone (page cache, not durable), median', value: `${fmt(cp.copyMs)} ms` },
-          { label: 'reference: SHA-256 of cas.db (describeFile), which the snapshot does for its manifest', value: `${fmt(hashMs)} ms` },
+          { label: 'reference: SHA-256 of cas.db alone in the hashing worker the snapshot uses (CopyHasher, start-up excluded)', value: `${fmt(hashMs)} ms` },
         ],
         checks: [
           { label: 'snapshot duration ÷ (cp + fsync)', value: fmt(durationFactor, 2), target: `≤ ${TARGET_FACTOR}`, met: durationFactor <= TARGET_FACTOR },
@@ -234,6 +233,20 @@ security:
   attestation:
     mode: none
 `;
+}
+
+/** Times the SHA-256 of `path` in the snapshot's hashing worker, from a started worker to the digest. */
+async function timeHash(path: string): Promise<number> {
+  const hasher = CopyHasher.start();
+  try {
+    await hasher.ready();
+    await hasher.closeSource();
+    const started = performance.now();
+    await hasher.digestCopy(path);
+    return performance.now() - started;
+  } finally {
+    await hasher.close();
+  }
 }
 
 /** Times `/bin/cp SOURCE DEST`, and the same followed by an fsync of DEST. */
