@@ -174,8 +174,8 @@ async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: strin
  * On the file-copy path `hasher` hashes the frozen cas.db, with the header change applied, while the kernel
  * copies it. After the backup API it hashes only the finished copy, because that copy's bytes differ from cas.db.
  * `hashedBytes` is the number of bytes hashed from cas.db, settled once the hasher has stopped reading it.
- * NOTE: when other processes keep the cores busy, the worker takes CPU time from the copy. On a loaded 2-core
- * VM the median window of a 1 GiB copy grew from about 360 to 590 ms.
+ * NOTE: the worker competes with the kernel copy for CPU time. On the 2-core benchmark VM the median window
+ * of a 1 GiB copy was about 310 ms with and without it. With a single core it likely grows (not measured).
  * NOTE: closing any descriptor of cas.db in this process (copyFile here, the hashing worker's reads) releases
  * the POSIX lock that SQLite holds in EXCLUSIVE locking mode, so a second process can then write to cas.db.
  * Opening cas.db only in a child process (for example `cp`) would keep that lock.
