@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createSnapshot, describeFile } from '../../src/snapshots/create-snapshot.js';
+import { CopyHasher } from '../../src/snapshots/copy-hasher.js';
+import { createSnapshot } from '../../src/snapshots/create-snapshot.js';
 import { sessionHash, type Session } from '../../src/policy/index.js';
 import type { SessionRecord } from '../../src/store/index.js';
 import { newClientKey, openStorageCas, sessionRecord, type StorageCas } from '../cas-setup.js';
@@ -39,7 +40,7 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
       // cp and snapshot alternate, `repetitions` times each, and the medians are compared: one run of each
       // drifts too much on a shared disk.
       const cpRuns: Array<{ copyMs: number; withFsyncMs: number }> = [];
-      const snapshots: Array<{ durationMs: number; readOnlyWindowMs: number }> = [];
+      const snapshots: Array<{ durationMs: number; readOnlyWindowMs: number; hashedDuringWindowBytes: number }> = [];
       let copiedSize = 0;
       const snapshotDir = join(root, 'snapshots');
       const walBytesBefore: number[] = [];
@@ -53,15 +54,17 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
         walBytesBefore.push(fileSize(`${databasePath}-wal`));
         const snapshot = await createSnapshot({ db: cas.db, identity: cas.identity, auditHead: () => cas.audit.head(), snapshotDir, now: () => new Date() });
         copiedSize = snapshot.manifest.files['cas.db'].size;
-        snapshots.push({ durationMs: snapshot.durationMs, readOnlyWindowMs: snapshot.readOnlyWindowMs });
+        snapshots.push({ durationMs: snapshot.durationMs, readOnlyWindowMs: snapshot.readOnlyWindowMs, hashedDuringWindowBytes: snapshot.hashedDuringWindowBytes });
         removeDir(snapshotDir);
       }
-      const hashStarted = performance.now();
-      await describeFile(databasePath);
-      const hashMs = performance.now() - hashStarted;
+      const hashMs = await timeHash(databasePath);
 
       const cp = { copyMs: median(cpRuns.map((r) => r.copyMs)), withFsyncMs: median(cpRuns.map((r) => r.withFsyncMs)) };
-      const snapshot = { durationMs: median(snapshots.map((r) => r.durationMs)), readOnlyWindowMs: median(snapshots.map((r) => r.readOnlyWindowMs)) };
+      const snapshot = {
+        durationMs: median(snapshots.map((r) => r.durationMs)),
+        readOnlyWindowMs: median(snapshots.map((r) => r.readOnlyWindowMs)),
+        hashedDuringWindowShare: median(snapshots.map((r) => r.hashedDuringWindowBytes / copiedSize)),
+      };
       const durationFactor = snapshot.durationMs / cp.withFsyncMs;
       const windowFactor = snapshot.readOnlyWindowMs / cp.withFsyncMs;
       return {
@@ -72,11 +75,12 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
           { label: `snapshot duration, median of ${repetitions} (each run)`, value: `${fmt(snapshot.durationMs)} ms (${snapshots.map((r) => fmt(r.durationMs)).join(', ')})` },
           { label: `read-only window (writers paused), median of ${repetitions} (each run)`, value: `${fmt(snapshot.readOnlyWindowMs)} ms (${snapshots.map((r) => fmt(r.readOnlyWindowMs)).join(', ')})` },
           { label: 'bytes in the snapshot copy of cas.db', value: mib(copiedSize) },
+          { label: `share of cas.db hashed during the read-only window, median (each run)`, value: `${percent(snapshot.hashedDuringWindowShare)} (${snapshots.map((r) => percent(r.hashedDuringWindowBytes / copiedSize)).join(', ')})` },
         ],
         limit: [
           { label: `\`cp\` of cas.db, then fsync of the copy, median of ${repetitions} (each run)`, value: `${fmt(cp.withFsyncMs)} ms (${cpRuns.map((r) => fmt(r.withFsyncMs)).join(', ')})` },
           { label: '`cp` alone (page cache, not durable), median', value: `${fmt(cp.copyMs)} ms` },
-          { label: 'reference: SHA-256 of cas.db (describeFile), which the snapshot does for its manifest', value: `${fmt(hashMs)} ms` },
+          { label: 'reference: SHA-256 of cas.db alone in the hashing worker the snapshot uses (CopyHasher, start-up excluded)', value: `${fmt(hashMs)} ms` },
         ],
         checks: [
           { label: 'snapshot duration ÷ (cp + fsync)', value: fmt(durationFactor, 2), target: `≤ ${TARGET_FACTOR}`, met: durationFactor <= TARGET_FACTOR },
@@ -87,9 +91,9 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
           options.quick ? `Quick run: ${mib(targetBytes)} instead of 1 GiB.` : 'Full run: 1 GiB.',
           'The database is checkpointed and fsynced before timing, so both copies read a file that is in the page cache.',
           'The limit runs `/bin/cp` on cas.db into the same temporary directory and then fsyncs the copy, because a snapshot is durable when it returns; plain `cp` is shown for reference.',
-          'The snapshot is createSnapshot from src/snapshots on the open database (write gate paused during the copy of cas.db, then fsync, SHA-256 of the copied files, signed manifest, rename); each snapshot directory is removed before the next run.',
+          'The snapshot is createSnapshot from src/snapshots on the open database: write gate paused during the kernel copy of cas.db, while a worker thread hashes the frozen cas.db; after the window the worker hashes the rest from the finished copy while the copy is fsynced; then the signed manifest and the rename. Each snapshot directory is removed before the next run.',
         ],
-        notes: durationFactor <= TARGET_FACTOR && windowFactor <= TARGET_FACTOR ? [] : snapshotNotes(snapshot, cp.withFsyncMs, hashMs, windowFactor <= TARGET_FACTOR, { walBytesBefore, slowestCpMs: Math.max(...cpRuns.map((r) => r.withFsyncMs)) }),
+        notes: snapshotNotes(snapshot, cp.withFsyncMs, hashMs, { durationMet: durationFactor <= TARGET_FACTOR, windowMet: windowFactor <= TARGET_FACTOR }, { walBytesBefore, slowestCpMs: Math.max(...cpRuns.map((r) => r.withFsyncMs)) }),
       };
     } finally {
       await cas.close();
@@ -101,18 +105,31 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
 
 /** States where the snapshot's time goes, from the figures of this run. */
 function snapshotNotes(
-  snapshot: { durationMs: number; readOnlyWindowMs: number },
+  snapshot: { durationMs: number; readOnlyWindowMs: number; hashedDuringWindowShare: number },
   copyMs: number,
   hashMs: number,
-  windowMet: boolean,
+  met: { durationMet: boolean; windowMet: boolean },
   context: { walBytesBefore: number[]; slowestCpMs: number },
 ): string[] {
   const afterWindow = snapshot.durationMs - snapshot.readOnlyWindowMs;
   const notes = [
-    `The snapshot does more than cp + fsync: after the read-only window (${fmt(snapshot.readOnlyWindowMs)} ms) it spends ${fmt(afterWindow)} ms on the fsync of the copy, the SHA-256 of the copy for the signed manifest (hashing cas.db once takes about ${fmt(hashMs)} ms in this run) and the manifest, directory fsyncs and rename.`,
-    `Possible gain, for the owners of src/snapshots: createSnapshot fsyncs the copy and only then hashes it, in a second sequential pass (describeFile, 64 KiB reads). Hashing concurrently with the fsync, or from the same reads in a single copy pass, would overlap the about ${fmt(hashMs)} ms of hashing with I/O instead of adding it. The hash is what the signed manifest costs, and cp does not pay it.`,
+    `The SHA-256 for the signed manifest is what cp does not pay: hashing cas.db once takes ${fmt(hashMs)} ms in this run (${fmt(hashMs / copyMs, 2)} × cp + fsync). createSnapshot overlaps it with the copy: a worker thread hashed a median of ${percent(snapshot.hashedDuringWindowShare)} of cas.db during the read-only window (${fmt(snapshot.readOnlyWindowMs)} ms), and the rest from the copy in the ${fmt(afterWindow)} ms after it, while the copy was fsynced. So a snapshot cannot end before about the hashing time plus the worker's start-up (tens of milliseconds), however fast the disk is.`,
   ];
-  if (!windowMet) {
+  if (!met.durationMet) {
+    // At full speed the worker hashes window ÷ hashing time of the file during the window.
+    const fullSpeedShare = Math.min(1, snapshot.readOnlyWindowMs / hashMs);
+    const starved = snapshot.hashedDuringWindowShare < fullSpeedShare / 2;
+    const hashFactor = hashMs / copyMs;
+    const share =
+      `At full speed the worker would hash about ${percent(fullSpeedShare)} of cas.db during the window (window ÷ hashing time); it hashed ${percent(snapshot.hashedDuringWindowShare)}` +
+      (starved ? ', so other processes left it well under one core during the window. ' : ', so it ran at about full speed. ');
+    notes.push(
+      hashFactor > TARGET_FACTOR
+        ? `Remaining gap: hashing, not I/O. ${share}Hashing cas.db alone took ${fmt(hashFactor, 2)} × cp + fsync in this run, above the target. A plain SHA-256 of one file cannot be split across threads, and the manifest keeps that digest so that existing snapshots verify unchanged. So the target is met only where hashing cas.db takes less than about 1.3 × cp + fsync.`
+        : `${share}Hashing cas.db alone took ${fmt(hashFactor, 2)} × cp + fsync, within the target, so the rest of the gap is in the worker's start-up, the manifest and directory fsyncs, or the machine's drift. That needs a profile of createSnapshot.`,
+    );
+  }
+  if (!met.windowMet) {
     const walEmpty = context.walBytesBefore.every((bytes) => bytes === 0);
     const drift =
       snapshot.readOnlyWindowMs <= context.slowestCpMs
@@ -127,6 +144,10 @@ function snapshotNotes(
     );
   }
   return notes;
+}
+
+function percent(share: number): string {
+  return `${fmt(share * 100)}%`;
 }
 
 /** Size of a file in bytes; 0 when it does not exist. */
@@ -212,6 +233,20 @@ security:
   attestation:
     mode: none
 `;
+}
+
+/** Times the SHA-256 of `path` in the snapshot's hashing worker, from a started worker to the digest. */
+async function timeHash(path: string): Promise<number> {
+  const hasher = CopyHasher.start();
+  try {
+    await hasher.ready();
+    await hasher.closeSource();
+    const started = performance.now();
+    await hasher.digestCopy(path);
+    return performance.now() - started;
+  } finally {
+    await hasher.close();
+  }
 }
 
 /** Times `/bin/cp SOURCE DEST`, and the same followed by an fsync of DEST. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { silentLogger } from '../logging/logger.js';
 import { IDENTITY_META } from '../server/cas-identity.js';
 import { CasDatabase, loadOrCreateSimulationPlatform, type Platform, type SessionRecord } from '../store/index.js';
 import { createSelfSignedCertificate, type KeyAndCertificate } from '../tls/certificates.js';
-import { createSnapshot } from './create-snapshot.js';
+import { createSnapshot, describeFile } from './create-snapshot.js';
 import { listSnapshots, verifySnapshot } from './inspect.js';
 import { MANIFEST_FILE, TEMPORARY_PREFIX } from './names.js';
 import { readRestoreMarker, restoreSnapshot } from './restore.js';
@@ -19,6 +20,10 @@ import { SnapshotScheduler } from './scheduler.js';
 function session(name: string, secret: string): SessionRecord {
   const now = new Date().toISOString();
   return { name, hash: 'a'.repeat(64), text: `name: ${name}`, creatorKeyHash: 'b'.repeat(64), createdAt: now, updatedAt: now, secrets: { password: secret } };
+}
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
 function isErrorWithCode(code: string, pattern?: RegExp): (error: unknown) => boolean {
@@ -67,6 +72,39 @@ describe('snapshots of a live database', () => {
     assert.equal(verification.opened?.sessions, 1);
     assert.ok(verification.checks.includes('SQLite integrity_check'));
     assert.ok(!existsSync(join(result.path, 'cas.db-wal')), 'a read-only open of a snapshot creates no -wal file');
+  });
+
+  it('records the SHA-256 of each copied file', async () => {
+    const result = await createSnapshot({ db, identity, snapshotDir });
+    for (const file of ['cas.db', 'cas.key-store'] as const) {
+      const bytes = readFileSync(join(result.path, file));
+      assert.equal(result.manifest.files[file].sha256, sha256(join(result.path, file)), `${file} digest`);
+      assert.equal(result.manifest.files[file].size, bytes.length, `${file} size`);
+    }
+  });
+
+  it('fails and cleans up when hashing fails', async () => {
+    // A hashing worker that starts and then reports a read error, as an I/O error in the real one would.
+    const failingWorker = new URL(
+      'data:text/javascript,' +
+        encodeURIComponent(
+          `import { parentPort } from 'node:worker_threads';
+           parentPort.postMessage({ type: 'ready' });
+           parentPort.on('message', (request) => {
+             if (request.type === 'copy') parentPort.postMessage({ type: 'failed', message: 'EIO: i/o error, read', code: 'EIO' });
+           });`,
+        ),
+    );
+    const missingWorker = new URL('./no-such-hash-worker.js', import.meta.url);
+    const failing = join(root, 'failing-snapshots');
+    mkdirSync(failing);
+    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, hashWorkerUrl: failingWorker }), isErrorWithCode('SNAPSHOT_FAILED', /Hashing the database copy failed: EIO/));
+    assert.deepEqual(readdirSync(failing), [], 'the temporary directory is removed');
+    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, hashWorkerUrl: missingWorker }), isErrorWithCode('SNAPSHOT_FAILED', /hashing worker/));
+    assert.deepEqual(readdirSync(failing), [], 'the temporary directory is removed');
+
+    // The write gate was released on both paths.
+    await db.writeGate.run(() => db.putMeta('test.after-failed-hash', Buffer.from('1')));
   });
 
   it('contains no plaintext secret', async () => {
@@ -176,6 +214,87 @@ describe('snapshots of a live database', () => {
     assert.ok(statuses.includes('invalid'), 'the tampered snapshots are listed as invalid');
     const complete = listing.filter((entry) => entry.status !== 'incomplete').map((entry) => entry.name);
     assert.deepEqual(complete, [...complete].sort().reverse());
+  });
+});
+
+describe('describeFile', () => {
+  const root = mkdtempSync(join(tmpdir(), 'cas-describe-file-test-'));
+
+  after(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('matches an independent SHA-256', async () => {
+    // Empty, shorter than one read, and across several 4 MiB reads with a partial last one.
+    for (const size of [0, 5, 9 * 1024 * 1024 + 5]) {
+      const path = join(root, `file-${size}`);
+      writeFileSync(path, randomBytes(size));
+      const digest = await describeFile(path);
+      assert.equal(digest.size, size);
+      assert.equal(digest.sha256, sha256(path), `digest of ${size} bytes`);
+    }
+  });
+});
+
+describe('snapshot of a larger database under writes', () => {
+  const root = mkdtempSync(join(tmpdir(), 'cas-snapshot-large-test-'));
+  let platform: Platform;
+  let identity: KeyAndCertificate;
+  let db: CasDatabase;
+
+  before(async () => {
+    platform = await loadOrCreateSimulationPlatform(join(root, 'platform'));
+    identity = await createSelfSignedCertificate({ commonName: 'cas', usage: 'server', validDays: 1 });
+    db = CasDatabase.open({ dataDir: join(root, 'data'), platform });
+    await db.writeGate.run(() => {
+      db.putMeta(IDENTITY_META, Buffer.from(JSON.stringify(identity), 'utf8'));
+      // About 24 MiB, so that the copy takes long enough for writers to queue and for the hash to be split
+      // between the frozen source and the finished copy.
+      db.transaction(() => {
+        for (let i = 0; i < 1000; i += 1) db.putSession({ ...session(`bulk-${i}`, 'b'.repeat(24)), text: randomBytes(18 * 1024).toString('base64') });
+      });
+    });
+    db.checkpoint();
+    mkdirSync(join(root, 'snapshots'));
+  });
+
+  after(() => {
+    db.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('verifies and restores a snapshot taken during writes', async () => {
+    let stop = false;
+    let written = 0;
+    const writers = [0, 1].map(async (id) => {
+      while (!stop) {
+        await db.writeGate.run(() => db.putSession(session(`writer-${id}-${written++}`, 'w'.repeat(24))));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    });
+    let result;
+    try {
+      result = await createSnapshot({ db, identity, snapshotDir: join(root, 'snapshots') });
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    assert.ok(written > 0, 'the writers made changes around the snapshot');
+    assert.ok(result.manifest.files['cas.db'].size > 20 * 1024 * 1024, `cas.db has ${result.manifest.files['cas.db'].size} bytes`);
+    assert.equal(result.manifest.files['cas.db'].sha256, sha256(join(result.path, 'cas.db')));
+
+    const verification = await verifySnapshot(result.path, { platform });
+    assert.equal(verification.opened?.changeCounter, result.manifest.changeCounter);
+
+    const target = join(root, 'restored');
+    await restoreSnapshot(result.path, { dataDir: target, platform });
+    const restored = CasDatabase.open({ dataDir: target, platform });
+    try {
+      assert.equal(restored.changeCounter(), result.manifest.changeCounter);
+      assert.deepEqual(restored.getSession('bulk-999')?.secrets, { password: 'b'.repeat(24) });
+    } finally {
+      restored.close();
+    }
   });
 });
 
