@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CopyHasher } from '../../src/snapshots/copy-hasher.js';
 import { createSnapshot } from '../../src/snapshots/create-snapshot.js';
+import { DatabaseCopier } from '../../src/snapshots/database-copier.js';
 import { sessionHash, type Session } from '../../src/policy/index.js';
 import type { SessionRecord } from '../../src/store/index.js';
 import { newClientKey, openStorageCas, sessionRecord, type StorageCas } from '../cas-setup.js';
@@ -80,7 +80,7 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
         limit: [
           { label: `\`cp\` of cas.db, then fsync of the copy, median of ${repetitions} (each run)`, value: `${fmt(cp.withFsyncMs)} ms (${cpRuns.map((r) => fmt(r.withFsyncMs)).join(', ')})` },
           { label: '`cp` alone (page cache, not durable), median', value: `${fmt(cp.copyMs)} ms` },
-          { label: 'reference: SHA-256 of cas.db alone in the hashing worker the snapshot uses (CopyHasher, start-up excluded)', value: `${fmt(hashMs)} ms` },
+          { label: 'reference: SHA-256 of cas.db alone in the copy process the snapshot uses (DatabaseCopier, start-up excluded)', value: `${fmt(hashMs)} ms` },
         ],
         checks: [
           { label: 'snapshot duration ÷ (cp + fsync)', value: fmt(durationFactor, 2), target: `≤ ${TARGET_FACTOR}`, met: durationFactor <= TARGET_FACTOR },
@@ -91,7 +91,7 @@ export async function snapshotFigure(options: BenchOptions): Promise<FigureResul
           options.quick ? `Quick run: ${mib(targetBytes)} instead of 1 GiB.` : 'Full run: 1 GiB.',
           'The database is checkpointed and fsynced before timing, so both copies read a file that is in the page cache.',
           'The limit runs `/bin/cp` on cas.db into the same temporary directory and then fsyncs the copy, because a snapshot is durable when it returns; plain `cp` is shown for reference.',
-          'The snapshot is createSnapshot from src/snapshots on the open database: write gate paused during the kernel copy of cas.db, while a worker thread hashes the frozen cas.db; after the window the worker hashes the rest from the finished copy while the copy is fsynced; then the signed manifest and the rename. Each snapshot directory is removed before the next run.',
+          'The snapshot is createSnapshot from src/snapshots on the open database: a child process, started before the write gate is paused, copies cas.db with the kernel while it hashes the frozen cas.db, and the gate stays paused until the copy is complete and the child has closed cas.db; after the window the child hashes the rest from the finished copy while the copy is fsynced; then the signed manifest and the rename. Each snapshot directory is removed before the next run.',
         ],
         notes: snapshotNotes(snapshot, cp.withFsyncMs, hashMs, { durationMet: durationFactor <= TARGET_FACTOR, windowMet: windowFactor <= TARGET_FACTOR }, { walBytesBefore, slowestCpMs: Math.max(...cpRuns.map((r) => r.withFsyncMs)) }),
       };
@@ -113,20 +113,20 @@ function snapshotNotes(
 ): string[] {
   const afterWindow = snapshot.durationMs - snapshot.readOnlyWindowMs;
   const notes = [
-    `The SHA-256 for the signed manifest is what cp does not pay: hashing cas.db once takes ${fmt(hashMs)} ms in this run (${fmt(hashMs / copyMs, 2)} × cp + fsync). createSnapshot overlaps it with the copy: a worker thread hashed a median of ${percent(snapshot.hashedDuringWindowShare)} of cas.db during the read-only window (${fmt(snapshot.readOnlyWindowMs)} ms), and the rest from the copy in the ${fmt(afterWindow)} ms after it, while the copy was fsynced. So a snapshot cannot end before about the hashing time plus the worker's start-up (tens of milliseconds), however fast the disk is.`,
+    `The SHA-256 for the signed manifest is what cp does not pay: hashing cas.db once takes ${fmt(hashMs)} ms in this run (${fmt(hashMs / copyMs, 2)} × cp + fsync). createSnapshot overlaps it with the copy: its child process hashed a median of ${percent(snapshot.hashedDuringWindowShare)} of cas.db during the read-only window (${fmt(snapshot.readOnlyWindowMs)} ms), and the rest from the copy in the ${fmt(afterWindow)} ms after it, while the copy was fsynced. So a snapshot cannot end before about the hashing time plus the start-up of the child process, however fast the disk is.`,
   ];
   if (!met.durationMet) {
-    // At full speed the worker hashes window ÷ hashing time of the file during the window.
+    // At full speed the child hashes window ÷ hashing time of the file during the window.
     const fullSpeedShare = Math.min(1, snapshot.readOnlyWindowMs / hashMs);
     const starved = snapshot.hashedDuringWindowShare < fullSpeedShare / 2;
     const hashFactor = hashMs / copyMs;
     const share =
-      `At full speed the worker would hash about ${percent(fullSpeedShare)} of cas.db during the window (window ÷ hashing time); it hashed ${percent(snapshot.hashedDuringWindowShare)}` +
+      `At full speed the child would hash about ${percent(fullSpeedShare)} of cas.db during the window (window ÷ hashing time); it hashed ${percent(snapshot.hashedDuringWindowShare)}` +
       (starved ? ', so other processes left it well under one core during the window. ' : ', so it ran at about full speed. ');
     notes.push(
       hashFactor > TARGET_FACTOR
         ? `Remaining gap: hashing, not I/O. ${share}Hashing cas.db alone took ${fmt(hashFactor, 2)} × cp + fsync in this run, above the target. A plain SHA-256 of one file cannot be split across threads, and the manifest keeps that digest so that existing snapshots verify unchanged. So the target is met only where hashing cas.db takes less than about 1.3 × cp + fsync.`
-        : `${share}Hashing cas.db alone took ${fmt(hashFactor, 2)} × cp + fsync, within the target, so the rest of the gap is in the worker's start-up, the manifest and directory fsyncs, or the machine's drift. That needs a profile of createSnapshot.`,
+        : `${share}Hashing cas.db alone took ${fmt(hashFactor, 2)} × cp + fsync, within the target, so the rest of the gap is in the child's start-up, the manifest and directory fsyncs, or the machine's drift. That needs a profile of createSnapshot.`,
     );
   }
   if (!met.windowMet) {
@@ -235,17 +235,16 @@ security:
 `;
 }
 
-/** Times the SHA-256 of `path` in the snapshot's hashing worker, from a started worker to the digest. */
+/** Times the SHA-256 of `path` in the snapshot's copy process, from a started child to the digest. */
 async function timeHash(path: string): Promise<number> {
-  const hasher = CopyHasher.start();
+  const copier = DatabaseCopier.start();
   try {
-    await hasher.ready();
-    await hasher.closeSource();
+    await copier.ready();
     const started = performance.now();
-    await hasher.digestCopy(path);
+    await copier.digestCopy(path);
     return performance.now() - started;
   } finally {
-    await hasher.close();
+    await copier.close();
   }
 }
 

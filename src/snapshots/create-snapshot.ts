@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { AuditHead } from '../audit/index.js';
@@ -8,7 +8,7 @@ import { FILE_NAMES } from '../config/defaults.js';
 import { CasError } from '../errors/cas-error.js';
 import { SCHEMA_VERSION } from '../store/database.js';
 import type { CasDatabase } from '../store/index.js';
-import { CopyHasher, type FileDigest, type Patch } from './copy-hasher.js';
+import { DatabaseCopier, type FileDigest, type Patch } from './database-copier.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, signManifest, type SnapshotManifest } from './manifest.js';
 import { MANIFEST_FILE, snapshotName, TEMPORARY_PREFIX } from './names.js';
 
@@ -24,8 +24,8 @@ export interface SnapshotSource {
 export interface CreateSnapshotOptions extends SnapshotSource {
   snapshotDir: string;
   now?: () => Date;
-  /** Module of the hashing worker (default ./hash-worker.js). Tests replace it to make hashing fail. */
-  hashWorkerUrl?: URL;
+  /** Module of the copy process (default ./copier-process.js). Tests replace it to make copying or hashing fail. */
+  copierModulePath?: string;
 }
 
 export interface SnapshotResult {
@@ -45,8 +45,9 @@ export interface SnapshotResult {
  *
  * 1. Pause the write gate: writers queue, reads go on.
  * 2. Copy cas.db into a standalone file (no -wal needed, see `copyDatabase`), read cas.key-store, the
- *    change counter and the audit head. Release the gate. A worker thread hashes the copy meanwhile (see
- *    `CopyHasher`), so hashing 1 GiB overlaps with the copy and its fsync instead of following them.
+ *    change counter and the audit head. Release the gate. A child process copies cas.db and hashes it
+ *    meanwhile (see `DatabaseCopier`), so hashing 1 GiB overlaps with the copy and its fsync instead of
+ *    following them, and this process never opens cas.db outside SQLite.
  * 3. Write the key store copy, fsync both files, finish the hashes, sign and write the manifest last.
  * 4. fsync the temporary directory, rename it to its final name, fsync `snapshotDir`.
  *
@@ -64,13 +65,13 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   const name = await freeName(snapshotDir, createdAt);
   const temporary = join(snapshotDir, `${TEMPORARY_PREFIX}${name.slice('snapshot-'.length)}-${process.pid}`);
   const databaseCopy = join(temporary, FILE_NAMES.database);
-  const hasher = CopyHasher.start(options.hashWorkerUrl === undefined ? {} : { workerUrl: options.hashWorkerUrl });
+  const copier = DatabaseCopier.start(options.copierModulePath === undefined ? {} : { modulePath: options.copierModulePath });
   try {
     await mkdir(temporary, { mode: 0o700 });
-    await hasher.ready();
-    const copy = await copyUnderPausedWrites(options, databaseCopy, hasher);
-    // The worker finishes hashing the copy from the page cache while fsync writes it out.
-    const [databaseFile] = await Promise.all([hasher.digestCopy(databaseCopy), syncFile(databaseCopy), writeAndSync(join(temporary, FILE_NAMES.keyStore), copy.keyStore)]);
+    await copier.ready();
+    const copy = await copyUnderPausedWrites(options, databaseCopy, copier);
+    // The child finishes hashing the copy from the page cache while fsync writes it out.
+    const [databaseFile] = await Promise.all([copier.digestCopy(databaseCopy), syncFile(databaseCopy), writeAndSync(join(temporary, FILE_NAMES.keyStore), copy.keyStore)]);
 
     const manifest = signManifest(
       {
@@ -104,14 +105,15 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       manifest,
       durationMs: round(performance.now() - started),
       readOnlyWindowMs: round(copy.readOnlyWindowMs),
-      // Already settled: the worker reports it before it starts on the copy.
-      hashedDuringWindowBytes: await copy.hashedDuringWindowBytes,
+      hashedDuringWindowBytes: copy.hashedDuringWindowBytes,
     };
   } catch (error) {
+    // Stopped first, so that the child writes nothing more into the directory being removed.
+    await copier.close();
     await rm(temporary, { recursive: true, force: true }).catch(() => undefined);
     throw snapshotFailed(snapshotDir, error);
   } finally {
-    await hasher.close();
+    await copier.close();
   }
 }
 
@@ -140,11 +142,11 @@ interface PausedCopy {
   keyStore: Buffer;
   auditHead: AuditHead | undefined;
   readOnlyWindowMs: number;
-  hashedDuringWindowBytes: Promise<number>;
+  hashedDuringWindowBytes: number;
 }
 
 /** Copies cas.db and reads everything else the manifest records while no writer runs. */
-async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: string, hasher: CopyHasher): Promise<PausedCopy> {
+async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: string, copier: DatabaseCopier): Promise<PausedCopy> {
   const { db } = source;
   const release = await db.writeGate.pause();
   const paused = performance.now();
@@ -153,12 +155,11 @@ async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: strin
     const platforms = db.listPlatforms().map((entry) => entry.platformId).sort();
     const auditHead = source.auditHead?.();
     const keyStore = await readFile(db.paths.keyStore);
-    const { hashedBytes: hashedDuringWindowBytes } = await copyDatabase(db, databaseCopy, hasher);
-    await hasher.closeSource();
+    const hashedDuringWindowBytes = await copyDatabase(db, databaseCopy, copier);
     return { changeCounter, platforms, keyStore, auditHead, readOnlyWindowMs: performance.now() - paused, hashedDuringWindowBytes };
   } finally {
-    // Also on failure: writers may change cas.db only once the worker has stopped reading it.
-    await hasher.closeSource();
+    // Also on failure: writers may change cas.db only once the child has stopped reading it.
+    await copier.closeSource();
     release();
   }
 }
@@ -171,16 +172,15 @@ async function copyUnderPausedWrites(source: SnapshotSource, databaseCopy: strin
  * -wal or -shm files. When the checkpoint fails or leaves frames in the WAL, SQLite's online backup API
  * copies page by page instead.
  *
- * On the file-copy path `hasher` hashes the frozen cas.db, with the header change applied, while the kernel
- * copies it. After the backup API it hashes only the finished copy, because that copy's bytes differ from cas.db.
- * `hashedBytes` is the number of bytes hashed from cas.db, settled once the hasher has stopped reading it.
- * NOTE: the worker competes with the kernel copy for CPU time. On the 2-core benchmark VM the median window
- * of a 1 GiB copy was about 310 ms with and without it. With a single core it likely grows (not measured).
- * NOTE: closing any descriptor of cas.db in this process (copyFile here, the hashing worker's reads) releases
- * the POSIX lock that SQLite holds in EXCLUSIVE locking mode, so a second process can then write to cas.db.
- * Opening cas.db only in a child process (for example `cp`) would keep that lock.
+ * On the file-copy path `copier` copies cas.db in its child process and hashes the frozen cas.db there, with
+ * the header change applied, while the kernel copies it. This process opens only the copy, because closing a
+ * descriptor of cas.db here would release the POSIX lock that SQLite holds on it in EXCLUSIVE locking mode,
+ * and a second process could then write to cas.db. After the backup API the child hashes only the finished
+ * copy, because that copy's bytes differ from cas.db. Returns the number of bytes hashed from cas.db.
+ * NOTE: the child competes with the kernel copy for CPU time. On the 2-core benchmark VM the median window
+ * of a 1 GiB copy was about 310 ms with and without hashing. With a single core it likely grows (not measured).
  */
-async function copyDatabase(db: CasDatabase, destination: string, hasher: CopyHasher): Promise<{ hashedBytes: Promise<number> }> {
+async function copyDatabase(db: CasDatabase, destination: string, copier: DatabaseCopier): Promise<number> {
   let checkpointed = true;
   try {
     db.checkpoint();
@@ -189,10 +189,9 @@ async function copyDatabase(db: CasDatabase, destination: string, hasher: CopyHa
   }
   if (!checkpointed || (await fileSize(`${db.paths.database}-wal`)) > 0) {
     await db.backupTo(destination);
-    return { hashedBytes: Promise.resolve(0) };
+    return 0;
   }
-  const hashedBytes = hasher.hashSource(db.paths.database, (await stat(db.paths.database)).size, [ROLLBACK_JOURNAL_PATCH]);
-  await copyFile(db.paths.database, destination, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+  const hashedBytes = await copier.copy(db.paths.database, destination, (await stat(db.paths.database)).size, [ROLLBACK_JOURNAL_PATCH]);
   const handle = await open(destination, 'r+');
   try {
     await handle.chmod(0o600);
@@ -206,7 +205,7 @@ async function copyDatabase(db: CasDatabase, destination: string, hasher: CopyHa
   } finally {
     await handle.close();
   }
-  return { hashedBytes };
+  return hashedBytes;
 }
 
 const SQLITE_HEADER_BYTES = 100;

@@ -83,24 +83,20 @@ describe('snapshots of a live database', () => {
     }
   });
 
-  it('fails and cleans up when hashing fails', async () => {
-    // A hashing worker that starts and then reports a read error, as an I/O error in the real one would.
-    const failingWorker = new URL(
-      'data:text/javascript,' +
-        encodeURIComponent(
-          `import { parentPort } from 'node:worker_threads';
-           parentPort.postMessage({ type: 'ready' });
-           parentPort.on('message', (request) => {
-             if (request.type === 'copy') parentPort.postMessage({ type: 'failed', message: 'EIO: i/o error, read', code: 'EIO' });
-           });`,
-        ),
+  it('fails and cleans up when copying or hashing fails', async () => {
+    // A copy process that starts, copies nothing and reports a read error, as an I/O error in the real one would.
+    const failingCopier = join(root, 'failing-copier.mjs');
+    writeFileSync(
+      failingCopier,
+      `process.send({ type: 'ready' });
+       process.on('message', () => process.send({ type: 'failed', message: 'EIO: i/o error, read', code: 'EIO' }));`,
     );
-    const missingWorker = new URL('./no-such-hash-worker.js', import.meta.url);
+    const missingCopier = join(root, 'no-such-copier.js');
     const failing = join(root, 'failing-snapshots');
     mkdirSync(failing);
-    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, hashWorkerUrl: failingWorker }), isErrorWithCode('SNAPSHOT_FAILED', /Hashing the database copy failed: EIO/));
+    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, copierModulePath: failingCopier }), isErrorWithCode('SNAPSHOT_FAILED', /Copying or hashing the database failed: EIO/));
     assert.deepEqual(readdirSync(failing), [], 'the temporary directory is removed');
-    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, hashWorkerUrl: missingWorker }), isErrorWithCode('SNAPSHOT_FAILED', /hashing worker/));
+    await assert.rejects(createSnapshot({ db, identity, snapshotDir: failing, copierModulePath: missingCopier }), isErrorWithCode('SNAPSHOT_FAILED', /snapshot copy process exited/));
     assert.deepEqual(readdirSync(failing), [], 'the temporary directory is removed');
 
     // The write gate was released on both paths.
