@@ -1,4 +1,3 @@
-import 'reflect-metadata';
 import {
   createPublicKey,
   generateKeyPairSync,
@@ -9,10 +8,9 @@ import {
   X509Certificate,
   type KeyObject,
 } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import type * as x509 from '@peculiar/x509';
 import { CasError } from '../errors/cas-error.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+import { loadX509 } from '../tls/x509-library.js';
 
 /**
  * The audit key signs every entry with ECDSA P-256 and SHA-256; signatures are IEEE P1363 (`r || s`,
@@ -64,6 +62,7 @@ export interface IssueAuditCertificateOptions {
  * `[auditCertificatePem, casCertPem]`.
  */
 export async function issueAuditCertificate(options: IssueAuditCertificateOptions): Promise<string> {
+  const x509 = await loadX509();
   const casCertificate = new X509Certificate(options.casCertPem);
   const casPublicFromKey = createPublicKey(options.casKey).export({ type: 'spki', format: 'der' });
   if (!casPublicFromKey.equals(casCertificate.publicKey.export({ type: 'spki', format: 'der' }))) {

@@ -1,10 +1,8 @@
-import 'reflect-metadata';
-import { randomBytes, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { randomBytes } from 'node:crypto';
+import type * as x509 from '@peculiar/x509';
 import type { KeyType } from '../policy/types.js';
+import { loadX509 } from '../tls/x509-library.js';
 import { importPublicKey, importSigningKey, webCryptoAlgorithms } from './keys.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 /** The key that signs a certificate: the issuer CA's, or the subject's own for a self-signed one. */
 export interface CertificateSigner {
@@ -35,6 +33,7 @@ export interface CertificateRequest {
  * IP addresses as subjectAltName. The serial number is 16 random bytes with the top bit cleared.
  */
 export async function issueCertificate(request: CertificateRequest): Promise<string> {
+  const x509 = await loadX509();
   const publicKey = await importPublicKey(request.publicKeyPem, request.keyType);
   const signingKey = await importSigningKey(request.signer.privateKeyPem, request.signer.keyType);
   const issuerCertificate =

@@ -1,8 +1,6 @@
-import 'reflect-metadata';
 import { createHash, createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+import type * as x509 from '@peculiar/x509';
+import { loadX509 } from './x509-library.js';
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
@@ -27,6 +25,7 @@ export interface SelfSignedOptions {
  * the names it is reached by, although CAS clients pin the certificate itself rather than checking names.
  */
 export async function createSelfSignedCertificate(options: SelfSignedOptions): Promise<KeyAndCertificate> {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const extensions: x509.Extension[] = [
