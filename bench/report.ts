@@ -58,7 +58,7 @@ export function renderPage(input: PageInput): string {
   }
   lines.push('');
   if (results.some((result) => result.checks.some((check) => !check.met))) {
-    lines.push('Where a target is missed, the notes of its figure state the cause found by measurement or profiling, and the fix proposed to the owners of the code.', '');
+    lines.push('Where a target is missed, the notes of its figure state what was fixed after profiling, the remaining gap and its cause, found by measurement or profiling.', '');
   }
 
   for (const result of results) {
