@@ -6,7 +6,8 @@ let library: Promise<typeof X509> | undefined;
 /**
  * Loads @peculiar/x509 on first use, with node:crypto's WebCrypto as its provider. The library and its
  * ASN.1 packages took about 90 ms to load on the 2-core benchmark VM, and only issuing a certificate
- * needs them, so loading them eagerly made every `cas` command and every restart of `cas serve` slower.
+ * needs them, so loading them eagerly slowed every `cas` command. `cas serve` still loads them at start,
+ * for the in-memory certificate of its standby server.
  */
 export function loadX509(): Promise<typeof X509> {
   library ??= (async () => {
