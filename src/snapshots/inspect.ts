@@ -49,7 +49,7 @@ export async function listSnapshots(snapshotDir: string): Promise<SnapshotListin
   for (const name of names) {
     const path = join(snapshotDir, name);
     if (isTemporaryName(name)) {
-      incomplete.push({ name, path, status: 'incomplete', problem: 'temporary directory of a snapshot that was not finished' });
+      incomplete.push({ name, path, status: 'incomplete', problem: 'temporary directory of a snapshot in progress or not finished' });
     } else if (parseSnapshotName(name) !== undefined) {
       complete.push(await inspectSnapshot(name, path));
     }
