@@ -82,7 +82,8 @@ export class DatabaseCopier {
     if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}`);
     const modulePath = options.modulePath ?? fileURLToPath(new URL('./copier-process.js', import.meta.url));
     // No inherited execArgv: flags such as --cpu-prof or --test of the CAS process do not apply to the child.
-    const child = fork(modulePath, [String(chunkBytes)], { execArgv: [], serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    // No inherited environment either: it may hold secrets such as CAS_DCAP_API_KEY, which copying never needs.
+    const child = fork(modulePath, [String(chunkBytes)], { execArgv: [], env: {}, serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     return new DatabaseCopier(child);
   }
 
