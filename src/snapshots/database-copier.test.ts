@@ -139,6 +139,29 @@ describe('DatabaseCopier', () => {
     }
   });
 
+  it('kills a child that closes IPC', { timeout: 30_000 }, async () => {
+    // A copy process that closes its IPC channel on the copy request and keeps running.
+    const deaf = join(root, 'deaf-copier.mjs');
+    const pidFile = join(root, 'deaf-copier.pid');
+    writeFileSync(
+      deaf,
+      `import { writeFileSync } from 'node:fs';
+       writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));
+       process.send({ type: 'ready' });
+       process.on('message', () => { process.disconnect(); setInterval(() => undefined, 1000); });`,
+    );
+    const { source, copy } = files(chunkBytes);
+    const copier = DatabaseCopier.start({ modulePath: deaf });
+    try {
+      await copier.ready();
+      await assert.rejects(copier.copy(source, copy, chunkBytes, []), /exited on signal SIGKILL/);
+      await copier.closeSource();
+    } finally {
+      await copier.close();
+    }
+    assert.throws(() => process.kill(Number(readFileSync(pidFile, 'utf8')), 0), { code: 'ESRCH' }, 'the copy process still runs');
+  });
+
   it('kills a child that is still copying on closeSource', async () => {
     // A copy process that starts, accepts the copy request and never responds to it.
     const silent = join(root, 'silent-copier.mjs');

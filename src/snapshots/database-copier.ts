@@ -73,6 +73,11 @@ export class DatabaseCopier {
       this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL_BYTES);
     });
     child.on('message', (response: CopierResponse) => this.receive(response));
+    // A child that closed its IPC channel can send no response, so it is killed. Its 'exit' then rejects the
+    // pending request, which would otherwise wait forever while the writers are paused.
+    child.once('disconnect', () => {
+      if (!this.hasExited) child.kill('SIGKILL');
+    });
     child.once('error', (error) => this.fail(new Error(`The snapshot copy process failed: ${error.message}`, { cause: error })));
   }
 
