@@ -17,6 +17,13 @@ import { certificatesFromPem, type Certificate } from '../x509.js';
  */
 const chains = new LruCache<string, { pem: string; chain: readonly Certificate[] }>(1024);
 
+/**
+ * Longest PEM text that is cached. Entries are stored before any signature is checked, so without this
+ * limit a client could fill the cache with 1024 chains as long as the request body limit allows (200 chains
+ * of 700 KB took about 900 MB). A real PCK chain is about 3.5 KB.
+ */
+export const MAX_CACHED_CHAIN_CHARS = 16 * 1024;
+
 const FINGERPRINT_SAMPLES = 32;
 
 /** Parses a quote's PEM PCK certificate chain (leaf first), reusing the result for the same PEM text. */
@@ -25,7 +32,7 @@ export function parsePckChain(pem: string): readonly Certificate[] {
   const cached = chains.get(key);
   if (cached !== undefined && cached.pem === pem) return cached.chain;
   const chain = certificatesFromPem(pem, 'quote PCK certificate chain');
-  chains.set(key, { pem, chain });
+  if (pem.length <= MAX_CACHED_CHAIN_CHARS) chains.set(key, { pem, chain });
   return chain;
 }
 

@@ -2,7 +2,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCasError, type ErrorCode } from '../../errors/cas-error.js';
 import type { IntelCollateral } from './collateral.js';
-import { cachedPckChainCount, parsePckChain, pckChainFingerprint } from './pck-chain.js';
+import { cachedPckChainCount, MAX_CACHED_CHAIN_CHARS, parsePckChain, pckChainFingerprint } from './pck-chain.js';
 import { parseQuote } from './quote.js';
 import { FIXTURE_TIME, buildCollateral, buildSgxQuote, createCrl, createPki, type Pki } from './test-support.js';
 import { attestationPublicKey, verifyIntelQuote } from './verify-quote.js';
@@ -101,6 +101,18 @@ describe('PCK chain cache', () => {
     assert.equal(verifyIntelQuote(quote, collateral, { at, rootCa: rootPem }).tcbStatus, 'UpToDate');
     const pckCrl = await createCrl(pki.pckCa, [pki.pck.cert.serialNumber]);
     expectCode(() => verifyIntelQuote(quote, { ...collateral, pckCrl }, { at, rootCa: rootPem }), 'CERT_REVOKED', /revoked by PCK CRL/);
+  });
+
+  it('does not cache an oversized chain', () => {
+    // Repeated certificates parse, so a client can send a chain of any length up to the body limit.
+    const long = `${pem}\n`.repeat(Math.ceil((MAX_CACHED_CHAIN_CHARS + 1) / (pem.length + 1)));
+    assert.ok(long.length > MAX_CACHED_CHAIN_CHARS);
+    const count = cachedPckChainCount();
+    const first = parsePckChain(long);
+    assert.equal(first.length % 3, 0);
+    assert.ok(first.length > 3);
+    assert.notEqual(parsePckChain(long), first);
+    assert.equal(cachedPckChainCount(), count);
   });
 
   it('keeps at most 1024 chains', () => {
