@@ -179,4 +179,29 @@ describe('DatabaseCopier', () => {
     }
     assert.equal(existsSync(copy), false);
   });
+
+  it('kills a child that never responds', async () => {
+    const silent = join(root, 'silent-after-ready.mjs');
+    writeFileSync(silent, "process.send({ type: 'ready' }); process.on('message', () => undefined);");
+    const { source, copy } = files(chunkBytes);
+    const copier = DatabaseCopier.start({ modulePath: silent, timeouts: { baseMs: 200, minBytesPerSecond: 1024 * 1024 * 1024 } });
+    try {
+      await copier.ready();
+      await assert.rejects(copier.copy(source, copy, chunkBytes, []), /did not respond to its copy step within 200 ms and was killed/);
+      await copier.closeSource();
+    } finally {
+      await copier.close();
+    }
+  });
+
+  it('kills a child that never starts', async () => {
+    const mute = join(root, 'mute-copier.mjs');
+    writeFileSync(mute, 'process.on(\'message\', () => undefined);');
+    const copier = DatabaseCopier.start({ modulePath: mute, timeouts: { startMs: 200 } });
+    try {
+      await assert.rejects(copier.ready(), /did not respond to its start step/);
+    } finally {
+      await copier.close();
+    }
+  });
 });

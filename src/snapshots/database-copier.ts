@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { CopierRequest, CopierResponse, Patch } from './copier-protocol.js';
 
@@ -15,6 +16,20 @@ const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 /** Bytes of the child's stderr kept for the error message when it exits unexpectedly. */
 const STDERR_TAIL_BYTES = 2048;
+
+/**
+ * Time limits after which a silent child is killed, so that a hung copy cannot keep the writers paused or the
+ * snapshot scheduler waiting forever. A request may take `baseMs` plus its bytes at `minBytesPerSecond`. The
+ * defaults are generous guesses: on the 2-core benchmark VM a 1 GiB copy took about 0.3 s and its hash about
+ * 0.8 s, against a limit of about 160 s here.
+ */
+export interface CopierTimeouts {
+  startMs: number;
+  baseMs: number;
+  minBytesPerSecond: number;
+}
+
+const DEFAULT_TIMEOUTS: CopierTimeouts = { startMs: 30_000, baseMs: 30_000, minBytesPerSecond: 8 * 1024 * 1024 };
 
 /**
  * Copies cas.db and computes the SHA-256 of the copy in a child process (copier-process.ts), so that the CAS
@@ -49,9 +64,14 @@ export class DatabaseCopier {
   /** True from the `copy` request until the child responds or exits, because until then it may read the source. */
   private readingSource = false;
   private stderrTail = '';
+  private deadline: NodeJS.Timeout | undefined;
 
-  private constructor(child: ChildProcess) {
+  private constructor(
+    child: ChildProcess,
+    private readonly timeouts: CopierTimeouts,
+  ) {
     this.child = child;
+    this.startDeadline('start', timeouts.startMs);
     this.online = new Promise<void>((resolve, reject) => {
       this.resolveOnline = resolve;
       this.rejectOnline = reject;
@@ -82,14 +102,14 @@ export class DatabaseCopier {
   }
 
   /** Starts the child. `modulePath` replaces its module, which tests use to make copying or hashing fail. */
-  static start(options: { chunkBytes?: number; modulePath?: string } = {}): DatabaseCopier {
+  static start(options: { chunkBytes?: number; modulePath?: string; timeouts?: Partial<CopierTimeouts> } = {}): DatabaseCopier {
     const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}`);
     const modulePath = options.modulePath ?? fileURLToPath(new URL('./copier-process.js', import.meta.url));
     // No inherited execArgv: flags such as --cpu-prof or --test of the CAS process do not apply to the child.
     // No inherited environment either: it may hold secrets such as CAS_DCAP_API_KEY, which copying never needs.
     const child = fork(modulePath, [String(chunkBytes)], { execArgv: [], env: {}, serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    return new DatabaseCopier(child);
+    return new DatabaseCopier(child, { ...DEFAULT_TIMEOUTS, ...options.timeouts });
   }
 
   /**
@@ -107,7 +127,7 @@ export class DatabaseCopier {
    */
   async copy(source: string, destination: string, size: number, patches: Patch[]): Promise<number> {
     this.readingSource = true;
-    const response = await this.request({ type: 'copy', source, destination, size, patches });
+    const response = await this.request({ type: 'copy', source, destination, size, patches }, size);
     if (response.type !== 'copied') throw new Error(`The snapshot copy process sent a ${response.type} response to a copy request`);
     return response.hashedBytes;
   }
@@ -125,7 +145,7 @@ export class DatabaseCopier {
   /** Hashes the rest of the finished copy at `path` and returns its size and digest. Call after `closeSource`. */
   async digestCopy(path: string): Promise<FileDigest> {
     if (this.readingSource) throw new Error('digestCopy was called before the copy was complete');
-    const response = await this.request({ type: 'digest', path });
+    const response = await this.request({ type: 'digest', path }, (await stat(path).catch(() => ({ size: 0 }))).size);
     if (response.type !== 'digest') throw new Error(`The snapshot copy process sent a ${response.type} response to a digest request`);
     return { size: response.size, sha256: response.sha256 };
   }
@@ -137,7 +157,8 @@ export class DatabaseCopier {
     await this.exited;
   }
 
-  private request(message: CopierRequest): Promise<CopierResponse> {
+  /** Sends `message`; the child is killed unless it responds within the time limit for `bytes`. */
+  private request(message: CopierRequest, bytes: number): Promise<CopierResponse> {
     if (this.failure !== undefined) {
       this.readingSource = false;
       return Promise.reject(this.failure);
@@ -145,6 +166,7 @@ export class DatabaseCopier {
     if (this.pending !== undefined) return Promise.reject(new Error(`A ${message.type} request was sent before the response to the previous one`));
     return new Promise<CopierResponse>((resolve, reject) => {
       this.pending = { resolve, reject };
+      this.startDeadline(message.type, this.timeouts.baseMs + (1000 * bytes) / this.timeouts.minBytesPerSecond);
       this.child.send(message, (error) => {
         if (error !== null) this.fail(new Error(`Sending a ${message.type} request to the snapshot copy process failed: ${error.message}`, { cause: error }));
       });
@@ -152,6 +174,7 @@ export class DatabaseCopier {
   }
 
   private receive(response: CopierResponse): void {
+    this.clearDeadline();
     if (response.type === 'ready') {
       this.resolveOnline();
       return;
@@ -168,7 +191,29 @@ export class DatabaseCopier {
     }
   }
 
+  /**
+   * Kills the child unless it responds within `ms`. Its exit then rejects what is waiting with the reason
+   * stored here, and `closeSource` returns once it has exited.
+   */
+  private startDeadline(step: string, ms: number): void {
+    this.clearDeadline();
+    this.deadline = setTimeout(() => {
+      this.deadline = undefined;
+      if (this.hasExited) return;
+      this.fail(new Error(`The snapshot copy process did not respond to its ${step} step within ${ms < 10_000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 1000)} s`} and was killed`));
+      this.child.kill('SIGKILL');
+    }, ms);
+    // The deadline alone must not keep the CAS process running.
+    this.deadline.unref();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline !== undefined) clearTimeout(this.deadline);
+    this.deadline = undefined;
+  }
+
   private fail(error: Error): void {
+    this.clearDeadline();
     this.failure ??= error;
     this.rejectOnline(error);
     const pending = this.pending;
