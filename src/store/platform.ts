@@ -88,11 +88,12 @@ export function simulationPlatform(privateKey: KeyObject): Platform {
 }
 
 /**
- * Verifies a signature made by `Platform.sign`. Returns false for a wrong or malformed signature; throws
- * INVALID_ARGUMENT when the public key is not a P-256 SPKI PEM key.
+ * Verifies a signature made by `Platform.sign`, with the public key as PEM or as a key parsed by
+ * `parsePlatformPublicKey`. Returns false for a wrong or malformed signature; throws INVALID_ARGUMENT
+ * when a PEM key is not a P-256 SPKI key.
  */
-export function verifyPlatformSignature(publicKeyPem: string, data: Buffer, signature: Buffer): boolean {
-  const key = parsePlatformPublicKey(publicKeyPem);
+export function verifyPlatformSignature(publicKey: string | KeyObject, data: Buffer, signature: Buffer): boolean {
+  const key = typeof publicKey === 'string' ? parsePlatformPublicKey(publicKey) : publicKey;
   if (signature.length !== 64) return false;
   return verify('sha256', Buffer.concat([PLATFORM_SIGNATURE_CONTEXT, data]), { key, dsaEncoding: 'ieee-p1363' }, signature);
 }

@@ -1,8 +1,9 @@
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { CasError } from '../../errors/cas-error.js';
 import { parsePlatformPublicKey } from '../../store/key-wrap.js';
-import { PLATFORM_SIGNATURE_CONTEXT } from '../../store/platform.js';
+import { LruCache } from '../../attestation/lru.js';
+import { verifyPlatformSignature } from '../../store/platform.js';
 import type { Platform } from '../../store/types.js';
 
 /**
@@ -93,7 +94,7 @@ export function verifySimulatedEvidence(
   const platformKey = platformKeys.get(evidence.platformPublicKey);
   const statementBytes = Buffer.from(evidence.statement, 'base64');
   const signature = Buffer.from(evidence.signature, 'base64');
-  if (!verifyWithPlatformKey(platformKey.key, Buffer.concat([SIMULATED_EVIDENCE_CONTEXT, statementBytes]), signature)) {
+  if (!verifyPlatformSignature(platformKey.key, Buffer.concat([SIMULATED_EVIDENCE_CONTEXT, statementBytes]), signature)) {
     throw new CasError('EVIDENCE_INVALID', 'simulated evidence: the signature does not verify with the platform key in the evidence');
   }
 
@@ -129,12 +130,15 @@ export interface ParsedPlatformKey {
  * Parsed platform public keys, keyed by the exact PEM text of the evidence. Parsing a PEM key with
  * OpenSSL 3 costs more than the signature check itself, and a service sends the same platform key with
  * every request. A PEM that differs in any character, such as its line breaks, is parsed on its own. When
- * the cache is full the oldest entry is dropped, so a client that sends new keys only causes misses.
+ * the cache is full the least recently used entry is dropped, so a client that sends new keys only causes
+ * misses.
  */
 export class PlatformKeyCache {
-  private readonly entries = new Map<string, ParsedPlatformKey>();
+  private readonly entries: LruCache<string, ParsedPlatformKey>;
 
-  constructor(private readonly maxEntries: number) {}
+  constructor(maxEntries: number) {
+    this.entries = new LruCache(maxEntries);
+  }
 
   get size(): number {
     return this.entries.size;
@@ -152,7 +156,6 @@ export class PlatformKeyCache {
       throw new CasError('EVIDENCE_INVALID', 'simulated evidence: platformPublicKey is not a PEM public key', { cause: error });
     }
     const parsed = { key: parsePlatformPublicKey(publicKeyPem), keyHash: sha256Hex(der) };
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(publicKeyPem, parsed);
     return parsed;
   }
@@ -160,16 +163,6 @@ export class PlatformKeyCache {
 
 /** Platform keys seen in evidence; a deployment has one per machine that runs services. */
 const platformKeys = new PlatformKeyCache(1024);
-
-/**
- * Checks a signature made by `Platform.sign`, with the same prefix and encoding as `verifyPlatformSignature`
- * of src/store/platform.ts.
- * NOTE: repeats that function because it accepts only a PEM key and would parse it on every call.
- */
-function verifyWithPlatformKey(key: KeyObject, data: Buffer, signature: Buffer): boolean {
-  if (signature.length !== 64) return false;
-  return verify('sha256', Buffer.concat([PLATFORM_SIGNATURE_CONTEXT, data]), { key, dsaEncoding: 'ieee-p1363' }, signature);
-}
 
 function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
