@@ -19,9 +19,9 @@ export interface HttpsFloor {
 }
 
 /**
- * Runs the round of figure 1 against a bare node:https server in its own process: `clients` clients,
- * each with its own P-256 TLS client certificate and one keep-alive connection, send two POSTs per round,
- * `{}` and then `secondBody`, and read the small JSON response to each. The server has the TLS settings of
+ * Runs the round of figure 1 against a bare node:https server in its own process. Each of `clients` clients
+ * has its own P-256 TLS client certificate and one keep-alive connection. Per round it sends two POSTs,
+ * `{}` and then `secondBody`, and reads the small JSON response to each. The server has the TLS settings of
  * `cas serve`: a P-256 certificate, a requested but unverified client certificate, TLS 1.2 or later.
  */
 export async function measureHttpsFloor(options: { clients: number; warmupMs: number; durationMs: number; secondBody: Buffer }): Promise<HttpsFloor> {

@@ -213,6 +213,6 @@ function gapNote(id: string, meanMs: number, verifyShareMs: number, parseMs: num
   return (
     `${id}: the timed run's ${fmt(meanMs, 3)} ms per quote exceed the ${fmt(verifyShareMs, 3)} ms that its verifications take at the measured verify rate by ${fmt(gapMs, 3)} ms (${fmt((100 * gapMs) / meanMs)}%). ` +
     `Timed alone, parseQuote takes ${fmt(parseMs, 3)} ms and collateralKeyForParsedQuote (cached PCK chain lookup, FMSPC and CA) ${fmt(keyLookupMs, 3)} ms. ` +
-    `The other ${fmt(checksMs, 3)} ms, not timed alone, go to the per-quote checks (cached chain-signature lookups, validity, CRL and collateral windows, revocation, QE identity and TCB matching), the QE report hash, the copy of the evidence, building the result and the async calls.`
+    `The other ${fmt(checksMs, 3)} ms are not timed alone. They go to the per-quote checks (cached chain-signature lookups, validity, CRL and collateral windows, revocation, QE identity and TCB matching), the QE report hash, the copy of the evidence, building the result and the async calls.`
   );
 }

@@ -1,6 +1,6 @@
 /**
- * A map that holds at most `capacity` entries and evicts the least recently used one when full. It relies
- * on Map keeping insertion order: a hit is moved to the end, so the first key is the eviction candidate.
+ * A map of at most `capacity` entries that evicts the least recently used one when full. It relies on Map
+ * keeping insertion order: a hit is moved to the end, so the first key is the one to evict.
  */
 export class LruCache<K, V> {
   private readonly entries = new Map<K, V>();

@@ -163,7 +163,7 @@ describe('GroupCommit', () => {
     const appendsReleased = new Promise<void>((resolve) => {
       release = resolve;
     });
-    // The entry is written at once, but the flush sees it only after `release`.
+    // The entry is written at once, but the flush receives it only after `release`.
     const holding = {
       append: async (input: AuditEventInput) => {
         const head = await audit.append(input);

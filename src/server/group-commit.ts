@@ -32,7 +32,7 @@ interface QueuedChange {
  * leave its audit entry behind, recording a change that the client saw fail, never the reverse.
  *
  * Callers keep their staged state visible to their own checks until `settled` runs. It runs inside the
- * flush's gate turn, right after the change was committed or rejected, so a writer never sees a change
+ * flush's gate turn, right after the change was committed or rejected, so a writer never finds a change
  * neither staged nor committed.
  */
 export class GroupCommit {

@@ -82,9 +82,9 @@ export class DatabaseCopier {
       child.once('exit', (code, signal) => {
         this.hasExited = true;
         this.readingSource = false;
-        const how = signal === null ? `with code ${code}` : `on signal ${signal}`;
+        const exitReason = signal === null ? `with code ${code}` : `on signal ${signal}`;
         const stderr = this.stderrTail.trim();
-        this.fail(new Error(`The snapshot copy process exited ${how} before it responded${stderr === '' ? '' : `: ${stderr}`}`));
+        this.fail(new Error(`The snapshot copy process exited ${exitReason} before it responded${stderr === '' ? '' : `: ${stderr}`}`));
         resolve();
       });
     });
