@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CLIENT_CERT_FILE, CLIENT_KEY_FILE, PINNED_DIR } from '../../client/home.js';
 import { casCliPath } from '../../testing/paths.js';
@@ -14,8 +14,21 @@ import { testDeploymentOptions } from './test-support.js';
 
 const OPTIONS: CasDeploymentOptions = testDeploymentOptions({ imagePullSecret: undefined });
 
-/** Whether this process can run the script as the pod's user, as the kubelet does. */
-const asPodUser = process.getuid?.() === 0;
+/**
+ * Whether this process can run the script as the pod's user, as the kubelet does: it must be root, and the
+ * pod's user must reach the built CLI. A checkout in a private directory (`mktemp -d` makes it mode 0700)
+ * is out of that user's reach, so the script then runs as root and the ownership checks are skipped.
+ */
+const asPodUser = process.getuid?.() === 0 && reachableByOthers(casCliPath());
+
+/** True when every directory above `path` is searchable and `path` is readable by users other than its owner. */
+function reachableByOthers(path: string): boolean {
+  if ((statSync(path).mode & 0o004) === 0) return false;
+  for (let directory = dirname(path); ; directory = dirname(directory)) {
+    if ((statSync(directory).mode & 0o001) === 0) return false;
+    if (dirname(directory) === directory) return true;
+  }
+}
 
 /**
  * Runs the registration init container's shell script with the Secret mount and CAS_HOME mapped to
